@@ -1,0 +1,29 @@
+# Self-documenting: `make` lists the targets. Each target first creates/updates .venv from pyproject.toml.
+.DEFAULT_GOAL := help
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# torch first, pinned: on a CPU machine this takes the local CPU build, not GBs of CUDA packages
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(STAMP) ## create/update the virtual environment
+
+repro: $(STAMP) ## regenerate every result (dvc repro on params.yaml)
+	$(BIN)/dvc repro
+
+test: $(STAMP) ## run the test suite (smoke profile of the real pipeline)
+	$(BIN)/python -m pytest -q
+
+lab: $(STAMP) ## open the notebooks in JupyterLab
+	$(BIN)/jupyter lab notebooks/
+
+.PHONY: help venv repro test lab

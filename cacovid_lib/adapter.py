@@ -1,0 +1,176 @@
+"""The model adapter: video -> video-token embeddings, prompt -> input embeddings, compressed forward, answer scoring.
+
+Compression happens before the LLM (METHOD §1): kept video tokens stay in order and keep their
+original position ids; dropped tokens are removed from the sequence; the trailing newline token of
+LLaVA-OneVision is never pruned. Everything here takes plain tensors so that the policy, the
+baselines and the evaluation all share one code path.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .io_utils import KitInputError
+
+DEFAULT_PROMPT = "<|im_start|> user <video> {problem} options : {options} <|im_end|> <|im_start|> assistant answer :"
+
+
+@dataclass
+class Prompt:
+    """Token ids of one prompt around the video (`prefix <video tokens> suffix`) and its option continuations."""
+
+    prefix_ids: list[int]
+    suffix_ids: list[int]
+    option_ids: list[list[int]]
+
+
+def load_model_folder(path, device="cpu", dtype=torch.float32, attn_implementation="sdpa"):
+    """`from_pretrained` a LLaVA-OneVision model and tokenizer from a local folder, with one-line errors."""
+    from transformers import AutoTokenizer, LlavaOnevisionForConditionalGeneration
+
+    path = Path(path)
+    if not path.is_dir():
+        raise KitInputError(f"{path}: model folder not found")
+    if not (path / "config.json").is_file():
+        raise KitInputError(f"{path}: not a model folder (no config.json)")
+    try:
+        model = LlavaOnevisionForConditionalGeneration.from_pretrained(
+            path, dtype=dtype, attn_implementation=attn_implementation, local_files_only=True
+        )
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise KitInputError(f"{path}: cannot load model ({str(err).splitlines()[0][:160]})") from None
+    return model.to(device).eval(), tokenizer
+
+
+class VideoLLM:
+    """A frozen LLaVA-OneVision model seen through the operations CaCoVID needs."""
+
+    def __init__(self, model, tokenizer, num_frames: int, prompt_template: str = DEFAULT_PROMPT):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.num_frames = num_frames
+        self.prompt_template = prompt_template
+        vision = model.config.vision_config
+        side = math.ceil(vision.image_size / vision.patch_size / 2)  # 2x2 bilinear pooling of the patch grid
+        self.grid = (num_frames, side, side)  # (t, h, w)
+        self.image_size = vision.image_size
+
+    @classmethod
+    def from_pretrained(cls, path, num_frames: int, device="cpu", prompt_template: str = DEFAULT_PROMPT, **kw):
+        model, tokenizer = load_model_folder(path, device=device, **kw)
+        return cls(model, tokenizer, num_frames, prompt_template)
+
+    @property
+    def device(self):
+        return self.model.device
+
+    @property
+    def num_video_tokens(self) -> int:
+        t, h, w = self.grid
+        return t * h * w
+
+    # ---- video -> embeddings -------------------------------------------------------------------
+    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 (t, H, W, 3) frames -> SigLIP pixel values (t, 3, S, S): resize, rescale, normalise to [-1, 1]."""
+        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()  # (t, 3, H, W)
+        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic", align_corners=False)
+        return (x / 255.0 - 0.5) / 0.5
+
+    def encode_video(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
+        """(B, t, 3, S, S) -> video-token embeddings (B, t*h*w + 1, D); the last one is the newline token."""
+        out = self.model.model.get_video_features(pixel_values_videos.to(self.device, self.model.dtype))
+        return out.pooler_output
+
+    # ---- prompt -> ids -------------------------------------------------------------------------
+    def prompt(self, item: dict) -> Prompt:
+        from .world import option_texts
+
+        text = self.prompt_template.format(problem=item["problem"], options=" ".join(item["options"]))
+        before, after = text.split("<video>")
+        encode = lambda s: self.tokenizer(s, add_special_tokens=False).input_ids  # noqa: E731
+        options = [encode(" " + o) for o in option_texts(item)]
+        return Prompt(encode(before), encode(after), options)
+
+    # ---- compressed forward --------------------------------------------------------------------
+    def assemble(self, prompt: Prompt, video_embeds: torch.Tensor, keep: torch.Tensor, continuation=()):
+        """One sequence: prefix, kept video tokens, newline, suffix, continuation -> (embeds (L, D), position ids (L,))."""
+        embed = self.model.get_input_embeddings()
+        n = video_embeds.shape[0] - 1
+        p = len(prompt.prefix_ids)
+        after = prompt.suffix_ids + list(continuation)
+        kept = torch.nonzero(keep, as_tuple=True)[0]  # (k,) original indices of the kept video tokens
+        ids = lambda xs: torch.tensor(xs, dtype=torch.long, device=self.device)  # noqa: E731
+        embeds = torch.cat([embed(ids(prompt.prefix_ids)), video_embeds[kept], video_embeds[n:], embed(ids(after))])
+        positions = torch.cat([
+            torch.arange(p, device=self.device),
+            p + kept.to(self.device),
+            torch.arange(p + n, p + n + 1 + len(after), device=self.device),
+        ])
+        return embeds, positions
+
+    def forward_sequences(self, sequences: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """Right-padded batch forward of assembled sequences -> logits (B, L_max, V)."""
+        lengths = [e.shape[0] for e, _ in sequences]
+        embeds = torch.nn.utils.rnn.pad_sequence([e for e, _ in sequences], batch_first=True)
+        positions = torch.nn.utils.rnn.pad_sequence([p for _, p in sequences], batch_first=True)
+        mask = (torch.arange(max(lengths), device=self.device)[None] < torch.tensor(lengths, device=self.device)[:, None])
+        hidden = self.model.model.language_model(
+            inputs_embeds=embeds, attention_mask=mask.long(), position_ids=positions
+        ).last_hidden_state
+        return self.model.lm_head(hidden)
+
+    def continuation_logprobs(self, prompts, video_embeds, keeps, continuations) -> torch.Tensor:
+        """Sum of log p(continuation tokens) for each (prompt, video, keep-mask, continuation) -> (B,)."""
+        seqs = [self.assemble(p, v, k, c) for p, v, k, c in zip(prompts, video_embeds, keeps, continuations)]
+        logits = self.forward_sequences(seqs).float()
+        logp = torch.log_softmax(logits, dim=-1)
+        out = []
+        for b, ((e, _), cont) in enumerate(zip(seqs, continuations)):
+            end = e.shape[0]
+            targets = torch.tensor(cont, device=self.device)
+            rows = torch.arange(end - len(cont) - 1, end - 1, device=self.device)  # positions predicting them
+            out.append(logp[b, rows, targets].sum())
+        return torch.stack(out)
+
+    @torch.no_grad()
+    def score_options(self, item: dict, video_embeds: torch.Tensor, keeps: torch.Tensor) -> torch.Tensor:
+        """Option-text log-likelihood (lmms-eval's loglikelihood mode) for G keep-masks of one item, in one
+        batched forward: video_embeds (N+1, D), keeps (G, N) bool -> scores (G, num_options)."""
+        prompt = self.prompt(item)
+        num_opt = len(prompt.option_ids)
+        g = keeps.shape[0]
+        prompts = [prompt] * (g * num_opt)
+        videos = [video_embeds] * (g * num_opt)
+        masks = [keeps[i // num_opt] for i in range(g * num_opt)]
+        conts = [prompt.option_ids[i % num_opt] for i in range(g * num_opt)]
+        return self.continuation_logprobs(prompts, videos, masks, conts).view(g, num_opt)
+
+    @torch.no_grad()
+    def score_letters(self, item: dict, video_embeds: torch.Tensor, keeps: torch.Tensor) -> torch.Tensor:
+        """Option-letter logits at the answer position (lmms-eval's generate-then-parse, first token) -> (G, num_options)."""
+        prompt = self.prompt(item)
+        letters = [self.tokenizer(o.split(".")[0], add_special_tokens=False).input_ids[0] for o in item["options"]]
+        seqs = [self.assemble(prompt, video_embeds, k) for k in keeps]
+        logits = self.forward_sequences(seqs)
+        last = torch.tensor([e.shape[0] - 1 for e, _ in seqs], device=self.device)
+        return logits[torch.arange(len(seqs)), last][:, letters]
+
+    @torch.no_grad()
+    def generate(self, item: dict, video_embeds: torch.Tensor, keep: torch.Tensor, max_new_tokens: int = 16) -> str:
+        """Greedy decoding for free-form answers (recomputes the prefix each step: fine for short answers)."""
+        prompt = self.prompt(item)
+        out: list[int] = []
+        for _ in range(max_new_tokens):
+            logits = self.forward_sequences([self.assemble(prompt, video_embeds, keep, out)])
+            nxt = int(logits[0, -1].argmax())
+            if nxt == self.tokenizer.eos_token_id:
+                break
+            out.append(nxt)
+        return self.tokenizer.decode(out, skip_special_tokens=True).strip()

@@ -1,0 +1,48 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Build the embedded video-QA world
+# Renders the train / validation / test videos as MP4 files and writes Video-R1 style annotations
+# (`<split>.json`) plus the generator's layouts (`<split>_layout.json`, per-token ground truth).
+# Every question is about one object, so it needs only a few of the video tokens.
+
+# %% tags=["parameters"]
+world = {"seed": 0, "num_frames": 8, "num_videos": {"train": 40, "val": 8, "test": 8}}
+world_dir = "data/world"
+figures_dir = "reports/figures"
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from cacovid_lib.data import load_split
+from cacovid_lib.io_utils import save_figure
+from cacovid_lib.world import build_world
+
+summary = build_world(world_dir, seed=world["seed"], num_videos=world["num_videos"])
+pd.DataFrame(summary).T
+
+# %% [markdown]
+# A few test videos, as the video LLM sees them (uniformly sampled frames read back with decord),
+# with one question each.
+
+# %%
+test = load_split(world_dir, "test", world["num_frames"], limit=9)
+fig, axes = plt.subplots(3, world["num_frames"], figsize=(1.4 * world["num_frames"], 5.4), squeeze=False)
+for row, item_index in enumerate([0, 3, 6]):
+    item = test.items[item_index]
+    for j, ax in enumerate(axes[row]):
+        ax.imshow(test.frames[test.video_of_item[item_index], j])
+        ax.set_xticks([]), ax.set_yticks([])
+    axes[row, 0].set_ylabel(item["problem_id"], fontsize=7)
+    fig.text(0.01, 0.995 - row / 3, f"{item['problem']}   {' | '.join(item['options'])}   -> {item['solution']}", fontsize=8, va="top")
+fig.subplots_adjust(left=0.04, right=0.99, bottom=0.01, top=0.95, hspace=0.35, wspace=0.05)
+save_figure(fig, f"{figures_dir}/world_samples.png")

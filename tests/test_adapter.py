@@ -1,0 +1,91 @@
+"""The adapter: compressed forward == plain transformers forward with all tokens; dropped tokens leave no trace;
+kept tokens keep their position ids; the model folder round-trips through save/from_pretrained."""
+import numpy as np
+import pytest
+import torch
+
+from cacovid_lib.adapter import VideoLLM
+from cacovid_lib.data import load_split
+from cacovid_lib.evaluation import score_items
+from cacovid_lib.io_utils import KitInputError
+from cacovid_lib.small_vlm import save_model_folder
+
+
+@pytest.fixture(scope="module")
+def test_split(tiny_world):
+    return load_split(tiny_world, "test", 8)
+
+
+def _video(vlm, split, i=0):
+    pixels = vlm.preprocess(split.frames[split.video_of_item[i]])[None]  # (1, t, 3, S, S)
+    return pixels, vlm.encode_video(pixels)[0]  # (N+1, D)
+
+
+@torch.no_grad()
+def test_all_ones_mask_matches_plain_transformers_forward(tiny_vlm, test_split):
+    item = test_split.items[0]
+    pixels, video = _video(tiny_vlm, test_split)
+    prompt = tiny_vlm.prompt(item)
+    n = tiny_vlm.num_video_tokens
+    assert video.shape[0] == n + 1 == 8 * 4 * 4 + 1
+    ours = tiny_vlm.forward_sequences([tiny_vlm.assemble(prompt, video, torch.ones(n, dtype=torch.bool))])
+    video_id = tiny_vlm.model.config.video_token_id
+    input_ids = torch.tensor([prompt.prefix_ids + [video_id] * (n + 1) + prompt.suffix_ids])
+    plain = tiny_vlm.model(input_ids=input_ids, pixel_values_videos=pixels).logits
+    torch.testing.assert_close(ours, plain, rtol=1e-5, atol=1e-5)
+
+
+@torch.no_grad()
+def test_kept_tokens_keep_original_positions_and_dropped_ones_leave_no_trace(tiny_vlm, test_split):
+    prompt = tiny_vlm.prompt(test_split.items[0])
+    _, video = _video(tiny_vlm, test_split)
+    n = tiny_vlm.num_video_tokens
+    keep = torch.zeros(n, dtype=torch.bool)
+    keep[[3, 40, 41, 100]] = True
+    embeds, positions = tiny_vlm.assemble(prompt, video, keep)
+    p = len(prompt.prefix_ids)
+    assert embeds.shape[0] == p + 4 + 1 + len(prompt.suffix_ids)
+    assert positions[p:p + 5].tolist() == [p + 3, p + 40, p + 41, p + 100, p + n]  # newline keeps its id too
+    scrambled = video.clone()
+    scrambled[~torch.cat([keep, torch.tensor([True])])] = torch.randn(n - 4, video.shape[1])
+    a = tiny_vlm.forward_sequences([tiny_vlm.assemble(prompt, video, keep)])
+    b = tiny_vlm.forward_sequences([tiny_vlm.assemble(prompt, scrambled, keep)])
+    torch.testing.assert_close(a, b)
+
+
+@torch.no_grad()
+def test_batched_scoring_equals_one_by_one(tiny_vlm, test_split):
+    """One forward over many (mask, option) sequences gives the same scores as separate forwards."""
+    item = test_split.items[1]
+    _, video = _video(tiny_vlm, test_split, 1)
+    g = torch.Generator().manual_seed(0)
+    keeps = torch.rand(5, tiny_vlm.num_video_tokens, generator=g) < 0.3
+    batched = tiny_vlm.score_options(item, video, keeps)  # (5, 4)
+    single = torch.stack([tiny_vlm.score_options(item, video, k[None])[0] for k in keeps])
+    torch.testing.assert_close(batched, single, rtol=1e-4, atol=1e-4)
+    assert score_items(tiny_vlm, [item], video[None], keeps[:1]).shape == (1, 4)
+    assert tiny_vlm.score_letters(item, video, keeps).shape == (5, 4)
+    assert isinstance(tiny_vlm.generate(item, video, keeps[0], max_new_tokens=3), str)
+
+
+@torch.no_grad()
+def test_save_and_from_pretrained_roundtrip(tmp_path, tiny_vlm, test_split):
+    save_model_folder(tiny_vlm.model, tiny_vlm.tokenizer, tmp_path / "m", {"note": "test"})
+    assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "kit_config.json").is_file()
+    loaded = VideoLLM.from_pretrained(tmp_path / "m", num_frames=8)
+    item = test_split.items[2]
+    _, video = _video(tiny_vlm, test_split, 2)
+    keeps = torch.ones(1, tiny_vlm.num_video_tokens, dtype=torch.bool)
+    torch.testing.assert_close(loaded.score_options(item, loaded.encode_video(
+        loaded.preprocess(test_split.frames[test_split.video_of_item[2]])[None])[0], keeps),
+        tiny_vlm.score_options(item, video, keeps))
+
+
+def test_folder_that_is_not_a_model(tmp_path):
+    with pytest.raises(KitInputError, match="not a model folder"):
+        VideoLLM.from_pretrained(tmp_path, num_frames=8)
+    with pytest.raises(KitInputError, match="model folder not found"):
+        VideoLLM.from_pretrained(tmp_path / "missing", num_frames=8)
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(KitInputError, match="cannot load model"):
+        VideoLLM.from_pretrained(tmp_path, num_frames=8)

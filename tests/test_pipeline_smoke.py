@@ -1,0 +1,64 @@
+"""Smoke profile of the real pipeline: papermill executes the real notebooks on a tiny world."""
+import json
+
+import pytest
+import yaml
+
+from cacovid_lib.stage import load_params, main, run_notebook, stage_spec
+from conftest import ROOT
+
+NB = ROOT / "notebooks"
+
+
+def test_notebooks_run_end_to_end(tmp_path):
+    d = {k: str(tmp_path / k) for k in ("world", "model", "figures", "plots", "metrics", "tables", "executed")}
+    world = {"seed": 0, "num_frames": 8, "num_videos": {"train": 16, "val": 4, "test": 6}}
+    run_notebook(NB / "01-build-world.ipynb", {"world": world, "world_dir": d["world"], "figures_dir": d["figures"]},
+                 d["executed"], cwd=ROOT)
+    vlm = {"model": {"text_hidden": 64, "text_layers": 2}, "train": {"steps": 6, "batch_size": 8, "curriculum_steps": 3}}
+    run_notebook(NB / "02-train-video-llm.ipynb", {"world": {"num_frames": 8}, "vlm": vlm, "world_dir": d["world"],
+                 "model_dir": d["model"], "plots_dir": d["plots"], "figures_dir": d["figures"]}, d["executed"], cwd=ROOT)
+    run_notebook(NB / "03-evaluate-video-llm.ipynb", {"world": {"num_frames": 8}, "evaluate": {"random_keep_ratios": [0.5], "seed": 0},
+                 "world_dir": d["world"], "model_dir": d["model"], "metrics_dir": d["metrics"], "tables_dir": d["tables"]},
+                 d["executed"], cwd=ROOT)
+    metrics = json.loads((tmp_path / "metrics" / "vlm.json").read_text())
+    assert metrics["num_test"] == 18
+    assert 0 <= metrics["accuracy_full"] <= 1 and 0 <= metrics["accuracy_blind"] <= 1
+    assert set(metrics["accuracy_full_by_type"]) == {"colour_of_shape", "shape_of_colour", "which_object"}
+    assert (tmp_path / "figures" / "world_samples.png").stat().st_size > 1000
+    assert (tmp_path / "figures" / "vlm_training.png").stat().st_size > 1000
+    assert len((tmp_path / "plots" / "vlm_training.csv").read_text().splitlines()) == 1 + 6
+    assert sorted(p.name for p in (tmp_path / "executed").iterdir()) == [
+        "01-build-world.ipynb", "02-train-video-llm.ipynb", "03-evaluate-video-llm.ipynb"]
+
+
+def test_every_stage_reads_declared_params_only():
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    for name in stages:
+        notebook, names = stage_spec(ROOT / "dvc.yaml", name)
+        assert (ROOT / notebook).is_file() and "cacovid_lib" in stages[name]["deps"]
+        load_params(ROOT / "params.yaml", names)  # every declared param exists
+
+
+def test_bad_input_in_a_stage_is_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"evaluate_vlm": {
+        "deps": [str(NB / "03-evaluate-video-llm.ipynb")], "params": ["world.num_frames"]}}}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"world": {"num_frames": 8}}))
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate_vlm", "--executed-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: models/small_vlm: model folder not found"
+    assert not (tmp_path / "out" / "03-evaluate-video-llm.ipynb").exists()  # nothing written half
+    assert main(["nope"]) == 2
+    assert "no stage named nope" in capsys.readouterr().err
+
+
+def test_notebooks_are_stored_without_outputs_and_match_their_py_twins():
+    import jupytext
+    import nbformat
+
+    for ipynb in sorted(NB.glob("*.ipynb")):
+        nb = nbformat.read(ipynb, as_version=4)
+        assert all(not c.get("outputs") and not c.get("execution_count") for c in nb.cells if c.cell_type == "code"), ipynb
+        twin = jupytext.read(ipynb.with_suffix(".py"))
+        assert [c.source for c in nb.cells] == [c.source for c in twin.cells], f"{ipynb.name} differs from its .py twin"
