@@ -1,0 +1,58 @@
+"""Inference selection and max-probability clipping reproduce the release exactly (golden vectors)."""
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cacovid_lib.io_utils import KitInputError
+from cacovid_lib.selection import clip_max_probability, select_tokens
+from conftest import ROOT
+
+GOLDEN = json.loads((ROOT.parent / "shared" / "golden" / "release_vectors.json").read_text()) \
+    if (ROOT.parent / "shared" / "golden" / "release_vectors.json").is_file() else None
+needs_golden = pytest.mark.skipif(GOLDEN is None, reason="../shared/golden/release_vectors.json not present")
+
+
+@needs_golden
+@pytest.mark.parametrize("case", range(40))
+def test_clip_max_probability_matches_release(case):
+    c = GOLDEN["clip_max_probability"][case]
+    out = clip_max_probability(torch.tensor(c["p"]), c["max_prob"])
+    torch.testing.assert_close(out.double(), torch.tensor(c["out"], dtype=torch.float64), rtol=0, atol=1e-6)
+
+
+@needs_golden
+@pytest.mark.parametrize("case", range(40))
+def test_inference_selection_matches_release(case):
+    c = GOLDEN["inference_selection"][case]
+    keep = select_tokens(torch.tensor(c["frame_scores"]), torch.tensor(c["token_scores"]), (c["t"], c["h"], c["w"]),
+                         c["retention"], c["imp_ratio"], c["max_sample_ratio_for_each_frame"])
+    assert keep.tolist() == [bool(x) for x in c["keep_mask"]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(t=st.integers(1, 12), side=st.integers(1, 7), retention=st.floats(0.01, 1.0), imp_ratio=st.sampled_from([0.25, 0.5, 1.0]),
+       seed=st.integers(0, 10**6))
+def test_selection_meets_the_budget_exactly(t, side, retention, imp_ratio, seed):
+    g = torch.Generator().manual_seed(seed)
+    n = t * side * side
+    keep = select_tokens(torch.randn(t, generator=g), torch.randn(n, generator=g), (t, side, side), retention, imp_ratio)
+    assert int(keep.sum()) == int(retention * n)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(2, 40), cap=st.floats(0.06, 0.9), seed=st.integers(0, 10**6))
+def test_clipped_probabilities_are_valid(n, cap, seed):
+    p = torch.rand(n, generator=torch.Generator().manual_seed(seed)) ** 4
+    out = clip_max_probability(p, cap)
+    assert torch.all(out >= 0) and abs(float(out.sum()) - 1) < 1e-5
+    if cap * n > 1:
+        assert float(out.max()) <= min(cap, 0.999) + 1e-6
+
+
+@pytest.mark.parametrize("retention", [0.0, -0.1, 1.5])
+def test_retention_outside_range_is_a_clear_error(retention):
+    with pytest.raises(KitInputError, match=r"retention: .* is outside \(0, 1\]"):
+        select_tokens(torch.randn(2), torch.randn(8), (2, 2, 2), retention)
