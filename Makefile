@@ -2,6 +2,8 @@
 .DEFAULT_GOAL := help
 VENV := .venv
 BIN := $(VENV)/bin
+# stage commands (`python -m cacovid_lib.stage ...`) must find the venv's python
+export PATH := $(abspath $(BIN)):$(PATH)
 STAMP := $(VENV)/.installed
 
 help: ## list the targets

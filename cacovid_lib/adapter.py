@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .io_utils import KitInputError
+from .policy import PolicyInputs
 
 DEFAULT_PROMPT = "<|im_start|> user <video> {problem} options : {options} <|im_end|> <|im_start|> assistant answer :"
 
@@ -126,6 +127,21 @@ class VideoLLM:
         ).last_hidden_state
         return self.model.lm_head(hidden)
 
+    def policy_inputs(self, prompts: list[Prompt], video_embeds: torch.Tensor) -> PolicyInputs:
+        """What the policy sees (METHOD §2): the full prompts with every video token, right-padded.
+        video_embeds (B, N+1, D) -> PolicyInputs with embeds (B, L, D) and video_mask True on the N video tokens."""
+        n = video_embeds.shape[1] - 1
+        seqs = [self.assemble(p, v, torch.ones(n, dtype=torch.bool)) for p, v in zip(prompts, video_embeds)]
+        lengths = torch.tensor([e.shape[0] for e, _ in seqs])
+        embeds = torch.nn.utils.rnn.pad_sequence([e for e, _ in seqs], batch_first=True)  # (B, L, D)
+        positions = torch.nn.utils.rnn.pad_sequence([p for _, p in seqs], batch_first=True)  # (B, L)
+        cols = torch.arange(embeds.shape[1])[None]  # (1, L)
+        attention_mask = (cols < lengths[:, None]).long()
+        starts = torch.tensor([len(p.prefix_ids) for p in prompts])[:, None]
+        video_mask = (cols >= starts) & (cols < starts + n)  # (B, L)
+        return PolicyInputs(embeds, positions.to(embeds.device), attention_mask.to(embeds.device),
+                            video_mask.to(embeds.device), video_embeds[:, :n], self.grid)
+
     def continuation_logprobs(self, prompts, video_embeds, keeps, continuations) -> torch.Tensor:
         """Sum of log p(continuation tokens) for each (prompt, video, keep-mask, continuation) -> (B,)."""
         seqs = [self.assemble(p, v, k, c) for p, v, k, c in zip(prompts, video_embeds, keeps, continuations)]
@@ -163,14 +179,22 @@ class VideoLLM:
         return logits[torch.arange(len(seqs)), last][:, letters]
 
     @torch.no_grad()
-    def generate(self, item: dict, video_embeds: torch.Tensor, keep: torch.Tensor, max_new_tokens: int = 16) -> str:
-        """Greedy decoding for free-form answers (recomputes the prefix each step: fine for short answers)."""
-        prompt = self.prompt(item)
-        out: list[int] = []
+    def generate(self, items: list[dict], video_embeds: torch.Tensor, keeps: torch.Tensor, max_new_tokens: int = 16) -> list[str]:
+        """Greedy decoding for free-form answers, every (item, video, keep-mask) row in one batched forward per
+        new token. video_embeds (B, N+1, D), keeps (B, N) -> B strings. (No KV cache: the answers are short.)"""
+        prompts = [self.prompt(item) for item in items]
+        outs: list[list[int]] = [[] for _ in items]
+        done = [False] * len(items)
         for _ in range(max_new_tokens):
-            logits = self.forward_sequences([self.assemble(prompt, video_embeds, keep, out)])
-            nxt = int(logits[0, -1].argmax())
-            if nxt == self.tokenizer.eos_token_id:
+            seqs = [self.assemble(p, v, k, o) for p, v, k, o in zip(prompts, video_embeds, keeps, outs)]
+            logits = self.forward_sequences(seqs)  # (B, L_max, V)
+            last = torch.tensor([e.shape[0] - 1 for e, _ in seqs], device=self.device)
+            nxt = logits[torch.arange(len(seqs)), last].argmax(-1).tolist()  # (B,)
+            for b, tok in enumerate(nxt):
+                if not done[b]:
+                    done[b] = tok == self.tokenizer.eos_token_id
+                    if not done[b]:
+                        outs[b].append(tok)
+            if all(done):
                 break
-            out.append(nxt)
-        return self.tokenizer.decode(out, skip_special_tokens=True).strip()
+        return [self.tokenizer.decode(o, skip_special_tokens=True).strip() for o in outs]

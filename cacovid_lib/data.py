@@ -25,10 +25,11 @@ class VideoQASplit:
         return len(self.items)
 
 
-def load_split(root, split: str, num_frames: int, limit: int | None = None) -> VideoQASplit:
-    """Read `<root>/<split>.json`, decode each distinct video once, attach per-token labels if a layout exists."""
+def load_split(root, split: str, num_frames: int, limit: int | None = None, items_file=None) -> VideoQASplit:
+    """Read `<root>/<split>.json` (or `items_file`, e.g. a blind-filtered copy, whose paths are relative to
+    `root`), decode each distinct video once, attach per-token labels if a layout exists."""
     root = Path(root)
-    items = load_items(root / f"{split}.json")[:limit]
+    items = load_items(Path(items_file) if items_file else root / f"{split}.json")[:limit]
     paths = list(dict.fromkeys(item["path"] for item in items))
     index = {p: i for i, p in enumerate(paths)}
     frames = np.stack([read_video(root / p, num_frames) for p in tqdm(paths, desc=f"decode {split}", mininterval=2)])

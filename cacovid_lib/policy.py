@@ -11,12 +11,25 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from .io_utils import KitInputError, atomic_path, write_json_atomic
+
+
+@dataclass
+class PolicyInputs:
+    """What the policy sees for a batch of items (built by the video LLM adapter)."""
+
+    embeds: torch.Tensor  # (B, L, D) full prompt embeddings
+    positions: torch.Tensor  # (B, L) the LLM's position ids
+    attention_mask: torch.Tensor  # (B, L) 1 = real token
+    video_mask: torch.Tensor  # (B, L) True on the t·h·w prunable video tokens
+    raw_video: torch.Tensor  # (B, N, D) video tokens as the LLM receives them
+    grid: tuple[int, int, int]
 
 
 def score_mlp(dim: int, out: int = 2) -> nn.Sequential:

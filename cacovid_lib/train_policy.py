@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from .grpo import adapt_sample_rate, clipped_objective, group_advantages, kl_to_uniform, token_loss
 from .io_utils import KitInputError, atomic_path
-from .policy import CompressionPolicy, action_logprobs, save_policy, scores
+from .policy import CompressionPolicy, PolicyInputs, action_logprobs, save_policy, scores
 from .sampling import sample_rollouts
 
 
@@ -63,18 +63,9 @@ class PolicyTrainConfig:
             raise KitInputError(f"steps: {self.steps} must be a multiple of num_iter_for_item ({self.num_iter_for_item})")
         if not 0 < self.min_sample_rate <= self.sample_rate <= self.max_sample_rate <= 1:
             raise KitInputError("sample_rate: need 0 < min_sample_rate <= sample_rate <= max_sample_rate <= 1")
-
-
-@dataclass
-class PolicyInputs:
-    """What the policy sees for a batch of items (built by the video LLM adapter)."""
-
-    embeds: torch.Tensor  # (B, L, D) full prompt embeddings
-    positions: torch.Tensor  # (B, L) the LLM's position ids
-    attention_mask: torch.Tensor  # (B, L) 1 = real token
-    video_mask: torch.Tensor  # (B, L) True on the t·h·w prunable video tokens
-    raw_video: torch.Tensor  # (B, N, D) video tokens as the LLM receives them
-    grid: tuple[int, int, int]
+        if self.checkpoint_every % self.num_iter_for_item:
+            raise KitInputError(f"checkpoint_every: {self.checkpoint_every} must be a multiple of num_iter_for_item "
+                                f"({self.num_iter_for_item}), so that a resumed run starts at an item batch")
 
 
 # inputs_fn(item_indices) -> PolicyInputs; reward_fn(item_indices, inputs, masks (B, G, N)) -> rewards (B, G)
@@ -183,7 +174,7 @@ def train_policy(policy, inputs_fn: InputsFn, reward_fn: RewardFn, num_items: in
             accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             opt.step()
             sched.step()
-            record.update(loss=float(loss), sample_rate=float(np.mean(rates)), lr=sched.get_last_lr()[0])
+            record.update(loss=loss.item(), sample_rate=float(np.mean(rates)), lr=sched.get_last_lr()[0])
             state.history.append(record)
             state.step += 1
             bar.update(1)

@@ -5,6 +5,10 @@ of a coarse grid, plus colourless high-contrast clutter (salient but irrelevant)
 about one object, so it needs only the few video tokens where that object is; a question without
 the video is at chance (options are balanced and shuffled).
 
+Option texts name the object by the attribute the question gives, then the attribute asked for
+("What colour is the circle?" -> "A. circle red"), so every answer word is one look-up from the word
+before it; the small video LLM scores options by their text's likelihood.
+
 The grid cells are exactly the small video LLM's pooled video tokens (64x64 frames, 8x8 patches,
 2x2 pooling -> 4x4 tokens of 16x16 pixels), so the generator's layout gives per-token labels.
 """
@@ -128,7 +132,9 @@ def _options_for(rng, qtype, target, objects):
         # the other objects' colours are hard distractors: only binding colour to shape tells them apart
         wrong = [o["colour"] for o in others]
         wrong += list(rng.choice(sorted(set(COLOURS) - present_colours), 4 - 1 - len(wrong), replace=False))
-        texts = [f"{c} {target['shape']}" for c in [target["colour"], *wrong]]
+        # shape first: each option names the object the question asks about, then the answer word, so
+        # the answer is read off the object the preceding word names (as for the other two types)
+        texts = [f"{target['shape']} {c}" for c in [target["colour"], *wrong]]
         return f"What colour is the {target['shape']}?", texts
     if qtype == "shape_of_colour":
         wrong = [o["shape"] for o in others]

@@ -65,7 +65,20 @@ def test_batched_scoring_equals_one_by_one(tiny_vlm, test_split):
     torch.testing.assert_close(batched, single, rtol=1e-4, atol=1e-4)
     assert score_items(tiny_vlm, [item], video[None], keeps[:1]).shape == (1, 4)
     assert tiny_vlm.score_letters(item, video, keeps).shape == (5, 4)
-    assert isinstance(tiny_vlm.generate(item, video, keeps[0], max_new_tokens=3), str)
+    batch = tiny_vlm.generate([item] * 3, video[None].expand(3, -1, -1), keeps[:3], max_new_tokens=3)
+    assert batch == [tiny_vlm.generate([item], video[None], k[None], max_new_tokens=3)[0] for k in keeps[:3]]
+
+
+@torch.no_grad()
+def test_policy_inputs_hold_every_video_token_where_the_video_mask_says(tiny_vlm, test_split):
+    items = test_split.items[:2]
+    video = torch.stack([_video(tiny_vlm, test_split, i)[1] for i in range(2)])  # (2, N+1, D)
+    inputs = tiny_vlm.policy_inputs([tiny_vlm.prompt(it) for it in items], video)
+    n = tiny_vlm.num_video_tokens
+    assert (inputs.video_mask.sum(1) == n).all() and inputs.grid == tiny_vlm.grid
+    torch.testing.assert_close(inputs.embeds[inputs.video_mask].view(2, n, -1), video[:, :n])
+    p = len(tiny_vlm.prompt(items[0]).prefix_ids)
+    assert torch.equal(inputs.positions[0, inputs.video_mask[0]], torch.arange(p, p + n))  # the LLM's own position ids
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ NB = ROOT / "notebooks"
 
 
 def test_notebooks_run_end_to_end(tmp_path):
-    d = {k: str(tmp_path / k) for k in ("world", "model", "figures", "plots", "metrics", "tables", "executed")}
+    d = {k: str(tmp_path / k) for k in ("world", "model", "figures", "plots", "metrics", "tables", "executed", "policy")}
     world = {"seed": 0, "num_frames": 8, "num_videos": {"train": 16, "val": 4, "test": 6}}
     run_notebook(NB / "01-build-world.ipynb", {"world": world, "world_dir": d["world"], "figures_dir": d["figures"]},
                  d["executed"], cwd=ROOT)
@@ -21,6 +21,26 @@ def test_notebooks_run_end_to_end(tmp_path):
     run_notebook(NB / "03-evaluate-video-llm.ipynb", {"world": {"num_frames": 8}, "evaluate": {"random_keep_ratios": [0.5], "seed": 0},
                  "world_dir": d["world"], "model_dir": d["model"], "metrics_dir": d["metrics"], "tables_dir": d["tables"]},
                  d["executed"], cwd=ROOT)
+    filtered = str(tmp_path / "filtered" / "train.json")
+    run_notebook(NB / "04-filter-blind.ipynb", {"world": {"num_frames": 8}, "world_dir": d["world"], "model_dir": d["model"],
+                 "filtered_file": filtered, "metrics_dir": d["metrics"]}, d["executed"], cwd=ROOT)
+    policy = {"train": {"steps": 4, "items_per_step": 2, "num_generations": 8, "num_iter_for_item": 2}, "reward": "multiple_choice"}
+    run_notebook(NB / "05-train-policy.ipynb", {"world": {"num_frames": 8}, "policy": policy, "world_dir": d["world"],
+                 "model_dir": d["model"], "filtered_file": filtered, "policy_dir": d["policy"], "plots_dir": d["plots"],
+                 "figures_dir": d["figures"]}, d["executed"], cwd=ROOT)
+    run_notebook(NB / "06-evaluate-policy.ipynb", {"world": {"num_frames": 8}, "evaluate_policy": {
+                 "retention_ratios": [0.25, 0.1], "imp_ratio_candidates": [0.5, 1.0], "seed": 0, "timing_repeats": 2},
+                 "world_dir": d["world"], "model_dir": d["model"], "policy_dir": d["policy"], "metrics_dir": d["metrics"],
+                 "tables_dir": d["tables"], "figures_dir": d["figures"]}, d["executed"], cwd=ROOT)
+    blind = json.loads((tmp_path / "metrics" / "blind_filter.json").read_text())
+    assert blind["num_train"] == 48 and blind["num_kept"] == len(json.loads(open(filtered).read()))
+    pol = json.loads((tmp_path / "metrics" / "policy.json").read_text())
+    assert {"accuracy_full", "accuracy_at_0.25", "accuracy_at_0.10", "random_accuracy_at_0.10", "selection_ms"} <= set(pol)
+    assert pol["imp_ratio"] in (0.5, 1.0)
+    assert sorted(p.name for p in (tmp_path / "policy").iterdir()) == ["policy.safetensors", "policy_config.json"]
+    assert len((tmp_path / "plots" / "policy_training.csv").read_text().splitlines()) == 1 + 4
+    assert (tmp_path / "figures" / "policy_training.png").stat().st_size > 1000
+    assert (tmp_path / "figures" / "policy_retention.png").stat().st_size > 1000
     metrics = json.loads((tmp_path / "metrics" / "vlm.json").read_text())
     assert metrics["num_test"] == 18
     assert 0 <= metrics["accuracy_full"] <= 1 and 0 <= metrics["accuracy_blind"] <= 1
@@ -29,7 +49,8 @@ def test_notebooks_run_end_to_end(tmp_path):
     assert (tmp_path / "figures" / "vlm_training.png").stat().st_size > 1000
     assert len((tmp_path / "plots" / "vlm_training.csv").read_text().splitlines()) == 1 + 6
     assert sorted(p.name for p in (tmp_path / "executed").iterdir()) == [
-        "01-build-world.ipynb", "02-train-video-llm.ipynb", "03-evaluate-video-llm.ipynb"]
+        "01-build-world.ipynb", "02-train-video-llm.ipynb", "03-evaluate-video-llm.ipynb", "04-filter-blind.ipynb",
+        "05-train-policy.ipynb", "06-evaluate-policy.ipynb"]
 
 
 def test_every_stage_reads_declared_params_only():

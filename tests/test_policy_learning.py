@@ -12,16 +12,19 @@ GRID = (4, 4, 4)  # t, h, w
 D = 64
 
 
+NUM_KEYS = 2
+
+
 def planted_world(num_items, seed):
-    """Random video tokens; in 3 of the 4 frames one 'key' token has a large first coordinate. The mark is
-    one coordinate of 64, not an outlier direction, so a random walk of the weights cannot find it."""
+    """Random video tokens; in NUM_KEYS of the 4 frames one 'key' token has a large first coordinate. The mark
+    is one coordinate of 64, not an outlier direction, so a random walk of the weights cannot find it."""
     g = torch.Generator().manual_seed(seed)
     t, h, w = GRID
     video = torch.randn(num_items, t * h * w, D, generator=g)
     keys = []
     for i in range(num_items):
-        frames = torch.randperm(t, generator=g)[:3]
-        k = frames * h * w + torch.randint(0, h * w, (3,), generator=g)
+        frames = torch.randperm(t, generator=g)[:NUM_KEYS]
+        k = frames * h * w + torch.randint(0, h * w, (NUM_KEYS,), generator=g)
         video[i, k, 0] = 4.0
         keys.append(k)
     return video, torch.stack(keys)
@@ -46,7 +49,7 @@ def top_k_recovers_keys(policy, video, keys):
     return float(np.mean([set(k.tolist()) <= set(tp.tolist()) for k, tp in zip(keys, top)]))
 
 
-def run(shuffle: bool):
+def run(shuffle: bool, steps=150, gens=8, rate=0.125, lr=3e-3, items=4):
     llm = Qwen2Model(Qwen2Config(hidden_size=D, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
                                  num_key_value_heads=2, vocab_size=16)).eval()
     policy = CompressionPolicy.from_llm(llm, seed=0)
@@ -57,8 +60,8 @@ def run(shuffle: bool):
         r = torch.stack([masks[b][:, keys[i]].all(-1) for b, i in enumerate(idx)]).float()
         return r[:, rng.permutation(r.shape[1])] if shuffle else r
 
-    cfg = PolicyTrainConfig(steps=150, items_per_step=4, num_generations=8, num_iter_for_item=5, sample_rate=0.125,
-                            min_sample_rate=0.125, max_sample_rate=0.125, lr=3e-3, layer_lr_scale=0.1, seed=0)
+    cfg = PolicyTrainConfig(steps=steps, items_per_step=items, num_generations=gens, num_iter_for_item=5, sample_rate=rate,
+                            min_sample_rate=rate, max_sample_rate=rate, lr=lr, layer_lr_scale=0.1, seed=0)
     before = top_k_recovers_keys(policy, *planted_world(64, seed=1))
     train_policy(policy, inputs_for(video), reward_fn, len(video), cfg, progress=False)
     return before, top_k_recovers_keys(policy, *planted_world(64, seed=1))  # held-out items
