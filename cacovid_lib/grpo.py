@@ -16,7 +16,9 @@ def clipped_objective(logp_new: torch.Tensor, logp_old: torch.Tensor, advantages
                       eps_low: float = 0.2, eps_high: float = 0.28) -> torch.Tensor:
     """Per-decision loss ℓ = -min(ρ·A, clip(ρ, 1-ε_low, 1+ε_high)·A), ρ = π_θ(a)/π_old(a).
     logp_new, logp_old: (G, n) log-probabilities of the taken actions; advantages (G,) -> (G, n)."""
-    ratio = torch.exp(logp_new - logp_old)
+    # the log-ratio is bounded before exp: a confident policy's logits can move far within one item's
+    # iterations, and an overflowing ratio (inf·A) would turn the whole loss into NaN
+    ratio = torch.exp((logp_new - logp_old).clamp(-20.0, 20.0))
     adv = advantages[:, None]
     return -torch.minimum(ratio * adv, ratio.clamp(1 - eps_low, 1 + eps_high) * adv)
 

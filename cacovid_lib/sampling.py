@@ -75,7 +75,9 @@ def grouped_rank_band_sample(scores: torch.Tensor, k: int, num_rollouts: int, sa
     for row, g in enumerate(picks, start=1):
         start = min(starts[g], hw - max(k, lengths[g]))  # a band narrower than k is widened downwards
         band = order[start:start + max(k, lengths[g])]
-        inner = (p[band] / p[band].sum()).clamp(1 / (2 * m), 2 / m)
+        # renormalised in-band probabilities, as a softmax over the band: p[band] / p[band].sum() is 0/0 once a
+        # confident policy's tail probabilities underflow
+        inner = torch.softmax(scores.float()[band], dim=0).clamp(1 / (2 * m), 2 / m)
         masks[row, band[torch.multinomial(inner, k, replacement=False, generator=generator)]] = True
     return masks
 

@@ -41,3 +41,8 @@ def test_adaptive_sample_rate_halves_on_success_doubles_on_failure_within_bounds
     assert adapt_sample_rate(0.08, 0.1, floor=0.01, cap=0.12) == 0.12
     assert adapt_sample_rate(0.08, 0.5, floor=0.01, cap=0.12) == 0.08
     assert adapt_sample_rate(0.015, 1.0, floor=0.01, cap=0.12) == 0.01
+
+
+def test_clipped_objective_stays_finite_when_the_policy_moved_far():
+    loss = clipped_objective(torch.tensor([[0.0, -3000.0]]), torch.tensor([[-3000.0, 0.0]]), torch.tensor([-1.0]))
+    assert torch.isfinite(loss).all()

@@ -6,7 +6,8 @@ import torch
 from transformers import Qwen2Config, Qwen2Model
 
 from cacovid_lib.policy import CompressionPolicy, scores
-from cacovid_lib.train_policy import PolicyInputs, PolicyTrainConfig, train_policy
+from cacovid_lib.policy import PolicyInputs
+from cacovid_lib.train_policy import PolicyTrainConfig, train_policy
 
 GRID = (4, 4, 4)  # t, h, w
 D = 64
@@ -49,9 +50,13 @@ def top_k_recovers_keys(policy, video, keys):
     return float(np.mean([set(k.tolist()) <= set(tp.tolist()) for k, tp in zip(keys, top)]))
 
 
-def run(shuffle: bool, steps=150, gens=8, rate=0.125, lr=3e-3, items=4):
-    llm = Qwen2Model(Qwen2Config(hidden_size=D, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
-                                 num_key_value_heads=2, vocab_size=16)).eval()
+def qwen2_llm():
+    return Qwen2Model(Qwen2Config(hidden_size=D, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
+                                  num_key_value_heads=2, vocab_size=16)).eval()
+
+
+def run(shuffle: bool, steps=300, gens=16, rate=0.25, lr=5e-3, items=4):
+    llm = qwen2_llm()
     policy = CompressionPolicy.from_llm(llm, seed=0)
     video, keys = planted_world(32, seed=0)
     rng = np.random.default_rng(0)

@@ -65,3 +65,10 @@ def test_density_peaks_pick_one_token_per_cluster_not_an_outlier():
     x = torch.cat([torch.randn(10, 4, generator=g) * 0.05, torch.tensor([[5.0, 5, 5, 5]]), torch.randn(6, 4, generator=g) * 0.05 + 2])
     top = sorted(density_peak_scores(x, g).topk(2).indices.tolist())
     assert top[0] < 10 and top[1] >= 11  # one peak in each cluster; the lone outlier (index 10) has no density
+
+
+def test_a_confident_policy_still_samples_valid_masks():
+    """Scores far apart underflow the tail's softmax probabilities to 0; sampling must still work."""
+    s = torch.tensor([400.0, 300.0] + [-400.0] * 14)
+    masks = grouped_rank_band_sample(s, 2, 16, 0.25, 2, 2.0, torch.Generator().manual_seed(0))
+    assert (masks.sum(1) == 2).all()
