@@ -6,7 +6,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .adapter import VideoLLM
 
@@ -40,12 +40,7 @@ def random_keep_rule(ratio: float, seed: int = 0) -> KeepRule:
 @torch.no_grad()
 def score_items(vlm: VideoLLM, items: list[dict], video_embeds: torch.Tensor, keeps: torch.Tensor) -> torch.Tensor:
     """Option-text log-likelihoods for a batch of items, one keep-mask each, in one forward -> (B, num_options)."""
-    prompts = [vlm.prompt(item) for item in items]
-    num_opt = len(prompts[0].option_ids)
-    rep = lambda xs: [x for x in xs for _ in range(num_opt)]  # noqa: E731  each item once per option
-    conts = [opt for p in prompts for opt in p.option_ids]
-    scores = vlm.continuation_logprobs(rep(prompts), rep(list(video_embeds)), rep(list(keeps)), conts)
-    return scores.view(len(items), num_opt)
+    return vlm.option_logprobs([vlm.prompt(item) for item in items], video_embeds, keeps)
 
 
 @torch.no_grad()

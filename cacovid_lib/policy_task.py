@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .adapter import VideoLLM
 from .policy import CompressionPolicy, PolicyInputs, scores

@@ -96,20 +96,17 @@ def accuracy_reward(problem_type: str, output: str, solution: str) -> float:
 # ---- rewards of G keep-masks per item, from the frozen video LLM -------------------------------------
 @torch.no_grad()
 def multiple_choice_rewards(vlm: VideoLLM, items: list[dict], answers, video_embeds: torch.Tensor, masks: torch.Tensor,
-                            chunk: int = 1024) -> torch.Tensor:
+                            chunk: int = 256) -> torch.Tensor:
     """1 where the option with the highest text likelihood is the correct one, for every item b and mask g.
     video_embeds (B, N+1, D), masks (B, G, N) bool, answers (B,) option indices -> rewards (B, G).
-    All B·G·num_options sequences go through the LLM in batched forwards of `chunk` sequences."""
+    All B·G prompts go through the LLM in batched forwards of `chunk` prompts, each prompt's options continuing
+    from its cached keys and values."""
     b, g, _ = masks.shape
     prompts = [vlm.prompt(item) for item in items]
-    num_opt = len(prompts[0].option_ids)
-    rows = [(i, j, o) for i in range(b) for j in range(g) for o in range(num_opt)]  # one sequence per (item, mask, option)
-    logps = []
-    for start in range(0, len(rows), chunk):
-        part = rows[start:start + chunk]
-        logps.append(vlm.continuation_logprobs([prompts[i] for i, _, _ in part], [video_embeds[i] for i, _, _ in part],
-                                               [masks[i, j] for i, j, _ in part], [prompts[i].option_ids[o] for i, _, o in part]))
-    scores = torch.cat(logps).view(b, g, num_opt)  # (B, G, options)
+    rows = [(i, j) for i in range(b) for j in range(g)]  # one prompt per (item, mask); its options share it
+    scores = torch.cat([vlm.option_logprobs([prompts[i] for i, _ in part], torch.stack([video_embeds[i] for i, _ in part]),
+                                            torch.stack([masks[i, j] for i, j in part]))
+                        for part in (rows[s:s + chunk] for s in range(0, len(rows), chunk))]).view(b, g, -1)  # (B, G, options)
     return (scores.argmax(-1).cpu() == torch.as_tensor(answers)[:, None]).float()
 
 

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .grpo import adapt_sample_rate, clipped_objective, group_advantages, kl_to_uniform, token_loss
 from .io_utils import KitInputError, atomic_path

@@ -5,10 +5,6 @@ of a coarse grid, plus colourless high-contrast clutter (salient but irrelevant)
 about one object, so it needs only the few video tokens where that object is; a question without
 the video is at chance (options are balanced and shuffled).
 
-Option texts name the object by the attribute the question gives, then the attribute asked for
-("What colour is the circle?" -> "A. circle red"), so every answer word is one look-up from the word
-before it; the small video LLM scores options by their text's likelihood.
-
 The grid cells are exactly the small video LLM's pooled video tokens (64x64 frames, 8x8 patches,
 2x2 pooling -> 4x4 tokens of 16x16 pixels), so the generator's layout gives per-token labels.
 """
@@ -18,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .io_utils import KitInputError, read_json, write_json_atomic
 from .video_io import uniform_frame_indices, write_video
@@ -44,7 +40,7 @@ class WorldSpec:
     frame_size: int = 64  # pixels, square frames
     grid: int = 4  # cells per side == pooled video tokens per side
     num_rendered_frames: int = 16  # frames in each MP4
-    objects_per_video: int = 3
+    objects_per_video: int = 4  # every distractor colour/shape of a question is then another object of the video
     clutter_per_video: int = 2
     min_visible: int = 5  # an object is on screen for a window of 5..10 rendered frames
     max_visible: int = 10
@@ -132,9 +128,7 @@ def _options_for(rng, qtype, target, objects):
         # the other objects' colours are hard distractors: only binding colour to shape tells them apart
         wrong = [o["colour"] for o in others]
         wrong += list(rng.choice(sorted(set(COLOURS) - present_colours), 4 - 1 - len(wrong), replace=False))
-        # shape first: each option names the object the question asks about, then the answer word, so
-        # the answer is read off the object the preceding word names (as for the other two types)
-        texts = [f"{target['shape']} {c}" for c in [target["colour"], *wrong]]
+        texts = [f"{c} {target['shape']}" for c in [target["colour"], *wrong]]
         return f"What colour is the {target['shape']}?", texts
     if qtype == "shape_of_colour":
         wrong = [o["shape"] for o in others]

@@ -102,3 +102,17 @@ def test_folder_that_is_not_a_model(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(KitInputError, match="cannot load model"):
         VideoLLM.from_pretrained(tmp_path, num_frames=8)
+
+
+@torch.no_grad()
+def test_cached_option_scoring_equals_scoring_each_option_separately(tiny_vlm, test_split):
+    """option_logprobs runs each prompt once (left-padded) and continues every option from the cache; it must
+    give what separate right-padded forwards of prompt + option give, for masks of very different sizes."""
+    items = test_split.items[:3]
+    video = torch.stack([_video(tiny_vlm, test_split, i)[1] for i in range(3)])
+    keeps = torch.rand(3, tiny_vlm.num_video_tokens, generator=torch.Generator().manual_seed(1)) < torch.tensor([[0.05], [0.5], [1.0]])
+    prompts = [tiny_vlm.prompt(it) for it in items]
+    cached = tiny_vlm.option_logprobs(prompts, video, keeps)  # (3, 4)
+    plain = torch.stack([tiny_vlm.continuation_logprobs([p] * 4, [v] * 4, [k] * 4, p.option_ids)
+                         for p, v, k in zip(prompts, video, keeps)])
+    torch.testing.assert_close(cached, plain, rtol=1e-4, atol=1e-4)

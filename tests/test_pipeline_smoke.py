@@ -33,7 +33,7 @@ def test_notebooks_run_end_to_end(tmp_path):
                  "world_dir": d["world"], "model_dir": d["model"], "policy_dir": d["policy"], "metrics_dir": d["metrics"],
                  "tables_dir": d["tables"], "figures_dir": d["figures"]}, d["executed"], cwd=ROOT)
     blind = json.loads((tmp_path / "metrics" / "blind_filter.json").read_text())
-    assert blind["num_train"] == 48 and blind["num_kept"] == len(json.loads(open(filtered).read()))
+    assert blind["num_train"] == 16 * 4 and blind["num_kept"] == len(json.loads(open(filtered).read()))
     pol = json.loads((tmp_path / "metrics" / "policy.json").read_text())
     assert {"accuracy_full", "accuracy_at_0.25", "accuracy_at_0.10", "random_accuracy_at_0.10", "selection_ms"} <= set(pol)
     assert pol["imp_ratio"] in (0.5, 1.0)
@@ -42,7 +42,7 @@ def test_notebooks_run_end_to_end(tmp_path):
     assert (tmp_path / "figures" / "policy_training.png").stat().st_size > 1000
     assert (tmp_path / "figures" / "policy_retention.png").stat().st_size > 1000
     metrics = json.loads((tmp_path / "metrics" / "vlm.json").read_text())
-    assert metrics["num_test"] == 18
+    assert metrics["num_test"] == 6 * 4
     assert 0 <= metrics["accuracy_full"] <= 1 and 0 <= metrics["accuracy_blind"] <= 1
     assert set(metrics["accuracy_full_by_type"]) == {"colour_of_shape", "shape_of_colour", "which_object"}
     assert (tmp_path / "figures" / "world_samples.png").stat().st_size > 1000

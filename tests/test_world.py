@@ -12,7 +12,7 @@ from cacovid_lib.world import COLOURS, VIDEO_R1_FIELDS, WorldSpec, answer_letter
 
 def test_items_are_video_r1_multiple_choice(tiny_world):
     items = load_items(tiny_world / "train.json")
-    assert len(items) == 12 * 3
+    assert len(items) == 12 * WorldSpec().objects_per_video  # one question per object
     for item in items:
         assert set(VIDEO_R1_FIELDS) <= set(item)
         assert item["data_type"] == "video" and item["problem_type"] == "multiple choice"
