@@ -11,11 +11,7 @@ Recipe (why each piece is there, see ../shared/CALIBRATION.md for the costs meas
    among all of them.
 4. Random video-token dropout afterwards (keep ratio drawn per batch) so the model tolerates
    pruning, as real video LLMs do.
-5. A contrastive option loss for the question types whose answer text repeats the question
-   ("What colour is the circle?" -> "red circle"): teacher forcing alone lets the model copy the
-   shape from the question and never check it against the video, so one wrong option per item is
-   scored too and the correct option must out-score it (the comparison the evaluation makes).
-6. AdamW with warm-up and cosine decay; everything seeded.
+5. AdamW with warm-up and cosine decay; everything seeded.
 """
 from __future__ import annotations
 
@@ -58,7 +54,6 @@ class VLMTrainConfig:
     min_keep_ratio: float = 0.02  # other batches keep a ratio drawn uniformly in [min, max]
     max_keep_ratio: float = 0.6
     curriculum_steps: int = 400  # token curriculum: first keep only object tokens, then add background linearly
-    contrast_types: tuple = ("colour_of_shape",)  # question types that also get the contrastive option loss
     seed: int = 0  # seeds init, batches and dropout
 
 
@@ -155,22 +150,14 @@ def train_small_vlm(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn=None, eva
         aux = -word_logits.gather(-1, targets[vids]).mean()
         # answer loss: teacher-forced correct option text + end of turn, on the compressed sequence
         conts = [prompts[i].option_ids[split.answers[i]] + [eos] for i in idx]
-        # contrast rows: the same item with one wrong option, scored in the same forward
-        rows = [r for r, i in enumerate(idx) if split.items[i].get("question_type") in cfg.contrast_types]
-        wrong = [int(rng.choice([o for o in range(len(prompts[idx[r]].option_ids)) if o != split.answers[idx[r]]])) for r in rows]
-        logp = vlm.continuation_logprobs([prompts[i] for i in idx] + [prompts[idx[r]] for r in rows],
-                                         torch.cat([video_embeds, video_embeds[rows]]), torch.cat([keeps, keeps[rows]]),
-                                         conts + [prompts[idx[r]].option_ids[o] + [eos] for r, o in zip(rows, wrong)])
-        logp, logp_wrong = logp[:len(idx)], logp[len(idx):]  # (B,), (len(rows),)
+        logp = vlm.continuation_logprobs([prompts[i] for i in idx], video_embeds, keeps, conts)
         answer = -(logp / torch.tensor([len(c) for c in conts])).mean()
-        contrast = -torch.log_softmax(torch.stack([logp[rows], logp_wrong], dim=1), dim=1)[:, 0].mean() if rows else torch.zeros(())
-        loss = answer + cfg.aux_weight * aux + contrast
+        loss = answer + cfg.aux_weight * aux
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        record = {"step": step, "loss": loss.item(), "answer_loss": answer.item(), "aux_loss": aux.item(),
-                  "contrast_loss": contrast.item(), "lr": lr_at(step, cfg)}
+        record = {"step": step, "loss": loss.item(), "answer_loss": answer.item(), "aux_loss": aux.item(), "lr": lr_at(step, cfg)}
         if eval_fn is not None and eval_every and (step + 1) % eval_every == 0:
             model.eval()
             record.update(eval_fn())
