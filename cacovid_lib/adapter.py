@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from .io_utils import KitInputError
 from .policy import PolicyInputs
+from .preprocess import llava_onevision_pixels
 
 DEFAULT_PROMPT = "<|im_start|> user <video> {problem} options : {options} <|im_end|> <|im_start|> assistant answer :"
 
@@ -78,11 +79,9 @@ class VideoLLM:
 
     # ---- video -> embeddings -------------------------------------------------------------------
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
-        """uint8 (t, H, W, 3) frames -> SigLIP pixel values (t, 3, S, S): resize, rescale, normalise to [-1, 1]."""
-        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float()  # (t, 3, H, W)
-        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bicubic", align_corners=False)
-        return (x / 255.0 - 0.5) / 0.5
+        """uint8 (t, H, W, 3) frames -> SigLIP pixel values (t, 3, S, S), exactly as the transformers processor
+        (PIL backend) makes them: bicubic resize, rescale, normalise to [-1, 1]."""
+        return llava_onevision_pixels(frames, self.image_size)
 
     def encode_video(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
         """(B, t, 3, S, S) -> video-token embeddings (B, t*h*w + 1, D); the last one is the newline token."""
@@ -187,6 +186,58 @@ class VideoLLM:
                           torch.log_softmax(self.model.lm_head(hidden[:, :-1]).float(), dim=-1)], dim=1)  # (B*O, C, V)
         token_logp = logp.gather(-1, ids[..., None]).squeeze(-1) * valid  # (B*O, C)
         return token_logp.sum(1).view(len(prompts), num_opt)
+
+    @torch.no_grad()
+    def forward_pruned_inside(self, sequences: list[tuple[torch.Tensor, torch.Tensor]], video_starts: list[int],
+                              keeps: torch.Tensor, after_layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """FastV's in-LLM pruning: assembled sequences with every video token go through decoder layers
+        0..`after_layer`; then the unkept video tokens are removed from the hidden states and the remaining
+        layers run on the shorter sequences. Layers are run one by one so the sequence can shrink between them.
+        keeps (M, N) bool, the same number kept per row -> (logits (M, L', V) right-padded, lengths (M,))."""
+        lm = self.model.model.language_model
+        n = keeps.shape[1]
+        lengths = torch.tensor([e.shape[0] for e, _ in sequences], device=self.device)  # (M,)
+        hidden = torch.nn.utils.rnn.pad_sequence([e for e, _ in sequences], batch_first=True)  # (M, L, D)
+        positions = torch.nn.utils.rnn.pad_sequence([q for _, q in sequences], batch_first=True)  # (M, L)
+
+        def additive_mask(length):  # causal over the sequence order, padding masked: (M, 1, L, L)
+            cols = torch.arange(length, device=self.device)
+            allowed = (cols[None, :] <= cols[:, None])[None] & (cols[None, None, :] < lengths[:, None, None])
+            return torch.zeros(allowed.shape, dtype=hidden.dtype, device=self.device).masked_fill(
+                ~allowed, torch.finfo(hidden.dtype).min)[:, None]
+
+        mask, rotary = additive_mask(hidden.shape[1]), lm.rotary_emb(hidden, positions)
+        for i, layer in enumerate(lm.layers):
+            hidden = layer(hidden, attention_mask=mask, position_ids=positions, position_embeddings=rotary)
+            if i == after_layer:  # every row loses the same number of tokens, so padding stays at the end
+                keep_cols = torch.ones(hidden.shape[:2], dtype=torch.bool, device=self.device)  # (M, L)
+                for row, (s, k) in enumerate(zip(video_starts, keeps)):
+                    keep_cols[row, s:s + n] = k.to(self.device)
+                index = torch.stack([torch.nonzero(r, as_tuple=True)[0] for r in keep_cols])  # (M, L')
+                hidden = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))  # (M, L', D)
+                positions = positions.gather(1, index)  # (M, L') the kept tokens' original position ids
+                lengths = lengths - (n - keeps.sum(1).to(self.device))
+                mask, rotary = additive_mask(hidden.shape[1]), lm.rotary_emb(hidden, positions)
+        return self.model.lm_head(lm.norm(hidden)), lengths
+
+    @torch.no_grad()
+    def option_logprobs_pruned_inside(self, prompts: list[Prompt], video_embeds: torch.Tensor, keeps: torch.Tensor,
+                                      after_layer: int) -> torch.Tensor:
+        """Like `option_logprobs`, with the unkept video tokens removed inside the LLM after `after_layer`
+        (`forward_pruned_inside`); one sequence per (prompt, option). video_embeds (B, N+1, D), keeps (B, N)
+        -> (B, num_options)."""
+        n, num_opt = video_embeds.shape[1] - 1, len(prompts[0].option_ids)
+        full = torch.ones(n, dtype=torch.bool)
+        seqs = [self.assemble(p, v, full, p.option_ids[o]) for p, v in zip(prompts, video_embeds) for o in range(num_opt)]
+        starts = [len(p.prefix_ids) for p in prompts for _ in range(num_opt)]
+        logits, lengths = self.forward_pruned_inside(seqs, starts, keeps.repeat_interleave(num_opt, 0), after_layer)
+        logp = torch.log_softmax(logits.float(), dim=-1)  # (B*O, L', V)
+        out = []
+        for row, end in enumerate(lengths.tolist()):
+            cont = prompts[row // num_opt].option_ids[row % num_opt]
+            rows = torch.arange(end - len(cont) - 1, end - 1, device=self.device)  # positions predicting the option
+            out.append(logp[row, rows, torch.tensor(cont, device=self.device)].sum())
+        return torch.stack(out).view(len(prompts), num_opt)
 
     @torch.no_grad()
     def score_options(self, item: dict, video_embeds: torch.Tensor, keeps: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Accuracy of the video LLM on a split under any keep-mask rule (all tokens, none, a policy, a baseline)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -10,7 +11,7 @@ from tqdm import tqdm
 
 from .adapter import VideoLLM
 
-# keep_rule(item_indices, video_embeds (B, N+1, D)) -> keep masks (B, N) bool
+# keep_rule(item_indices, video_embeds (B, N+1, D)) -> keep masks (B, N) bool, or a Selection
 KeepRule = Callable[[np.ndarray, torch.Tensor], torch.Tensor]
 
 
@@ -37,22 +38,50 @@ def random_keep_rule(ratio: float, seed: int = 0) -> KeepRule:
     return rule
 
 
-@torch.no_grad()
-def score_items(vlm: VideoLLM, items: list[dict], video_embeds: torch.Tensor, keeps: torch.Tensor) -> torch.Tensor:
-    """Option-text log-likelihoods for a batch of items, one keep-mask each, in one forward -> (B, num_options)."""
-    return vlm.option_logprobs([vlm.prompt(item) for item in items], video_embeds, keeps)
+@dataclass
+class Selection:
+    """What a selection method hands to the LLM for a batch of B items with N video tokens each."""
+
+    keeps: torch.Tensor  # (B, N) bool
+    video_embeds: torch.Tensor | None = None  # (B, N+1, D) replacement embeddings (merging methods), else None
+    prune_after_layer: int | None = None  # drop the unkept tokens inside the LLM after this layer (FastV), else at input
 
 
 @torch.no_grad()
-def predict(vlm: VideoLLM, split, keep_rule: KeepRule = keep_all, batch_size: int = 64, desc: str = "evaluate"):
-    """Predicted option index and the number of kept video tokens for every item of `split`."""
+def encode_split_videos(vlm: VideoLLM, split, batch_size: int = 64) -> torch.Tensor:
+    """Video-token embeddings of every video of `split`, computed once by the frozen model: (V, N+1, D)."""
+    out = []
+    for start in tqdm(range(0, len(split.frames), batch_size), desc="encode videos", mininterval=5, leave=False):
+        pixels = torch.stack([vlm.preprocess(f) for f in split.frames[start:start + batch_size]])
+        out.append(vlm.encode_video(pixels))
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def option_scores(vlm: VideoLLM, items: list[dict], video_embeds: torch.Tensor, selection) -> torch.Tensor:
+    """Option-text log-likelihoods of a batch of items under a keep-mask or a `Selection` -> (B, num_options)."""
+    sel = selection if isinstance(selection, Selection) else Selection(selection)
+    prompts = [vlm.prompt(item) for item in items]
+    embeds = video_embeds if sel.video_embeds is None else sel.video_embeds.to(video_embeds.device)
+    keeps = sel.keeps.to(video_embeds.device)
+    if sel.prune_after_layer is not None:
+        return vlm.option_logprobs_pruned_inside(prompts, embeds, keeps, sel.prune_after_layer)
+    return vlm.option_logprobs(prompts, embeds, keeps)
+
+
+@torch.no_grad()
+def predict(vlm: VideoLLM, split, keep_rule: KeepRule = keep_all, batch_size: int = 64, desc: str = "evaluate",
+            video_embeds: torch.Tensor | None = None):
+    """Predicted option index and the number of kept video tokens for every item of `split`.
+    `video_embeds` (V, N+1, D): the split's encoded videos, when the caller already has them."""
+    video_embeds = encode_split_videos(vlm, split) if video_embeds is None else video_embeds
     preds, kept = [], []
     for start in tqdm(range(0, len(split), batch_size), desc=desc, mininterval=5, leave=False):
         idx = np.arange(start, min(start + batch_size, len(split)))
-        pixels = torch.stack([vlm.preprocess(split.frames[v]) for v in split.video_of_item[idx]])
-        video_embeds = vlm.encode_video(pixels)  # (B, N+1, D)
-        keeps = keep_rule(idx, video_embeds).to(video_embeds.device)  # (B, N)
-        scores = score_items(vlm, [split.items[i] for i in idx], video_embeds, keeps)
+        embeds = video_embeds[split.video_of_item[idx]]  # (B, N+1, D)
+        selection = keep_rule(idx, embeds)  # (B, N) keep-mask or a Selection
+        scores = option_scores(vlm, [split.items[i] for i in idx], embeds, selection)
+        keeps = selection.keeps if isinstance(selection, Selection) else selection
         preds.append(scores.argmax(-1).cpu().numpy())
         kept.append(keeps.sum(-1).cpu().numpy())
     return np.concatenate(preds), np.concatenate(kept)

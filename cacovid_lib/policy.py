@@ -25,7 +25,7 @@ class PolicyInputs:
     """What the policy sees for a batch of items (built by the video LLM adapter)."""
 
     embeds: torch.Tensor  # (B, L, D) full prompt embeddings
-    positions: torch.Tensor  # (B, L) the LLM's position ids
+    positions: torch.Tensor  # (B, L) the LLM's position ids, or (B, 3, L) multimodal rotary ids (Qwen2.5-VL)
     attention_mask: torch.Tensor  # (B, L) 1 = real token
     video_mask: torch.Tensor  # (B, L) True on the t·h·w prunable video tokens
     raw_video: torch.Tensor  # (B, N, D) video tokens as the LLM receives them
@@ -62,13 +62,20 @@ class CompressionPolicy(nn.Module):
         return policy.to(language_model.dtype)
 
     def forward(self, inputs_embeds, position_ids, attention_mask, video_mask, grid):
-        """inputs_embeds (B, L, D), position_ids (B, L), attention_mask (B, L) 1 = real token,
-        video_mask (B, L) True on the t·h·w prunable video tokens -> token logits (B, N, 2), frame logits (B, t, 2)."""
+        """inputs_embeds (B, L, D), position_ids (B, L) or (B, 3, L) multimodal rotary ids, attention_mask (B, L)
+        1 = real token, video_mask (B, L) True on the t·h·w prunable video tokens -> token logits (B, N, 2),
+        frame logits (B, t, 2)."""
         t, h, w = grid
         b = inputs_embeds.shape[0]
-        position_embeddings = self.rotary_emb(inputs_embeds, position_ids)
-        bidirectional = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, L): every token sees every real token
-        hidden = self.layers[0](inputs_embeds, attention_mask=bidirectional, position_ids=position_ids,
+        rotary_ids, layer_ids = position_ids, position_ids
+        if position_ids.ndim == 3:  # Qwen2.5-VL: its rotary embedding takes (3, B, L); its text model hands the
+            rotary_ids, layer_ids = position_ids.transpose(0, 1), None  # layers no position ids for 3-D ones
+        position_embeddings = self.rotary_emb(inputs_embeds, rotary_ids)
+        padding = ~attention_mask.bool()[:, None, None, :]  # (B, 1, 1, L)
+        # every token sees every real token; additive, because eager attention adds the mask to the scores
+        bidirectional = torch.zeros(padding.shape, dtype=inputs_embeds.dtype, device=inputs_embeds.device).masked_fill(
+            padding, torch.finfo(inputs_embeds.dtype).min)
+        hidden = self.layers[0](inputs_embeds, attention_mask=bidirectional, position_ids=layer_ids,
                                 position_embeddings=position_embeddings, is_causal=False)
         video = hidden[video_mask].view(b, t * h * w, -1)  # (B, N, D)
         token_logits = self.token_compress(self.layernorm(video))  # (B, N, 2)

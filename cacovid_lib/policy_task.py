@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from .adapter import VideoLLM
+from .efficiency import median_ms
+from .evaluation import encode_split_videos
 from .policy import CompressionPolicy, PolicyInputs, scores
 from .rewards import generation_rewards, multiple_choice_rewards
 from .selection import select_tokens
-
-
-@torch.no_grad()
-def encode_split_videos(vlm: VideoLLM, split, batch_size: int = 64) -> torch.Tensor:
-    """Video-token embeddings of every video of `split`, computed once by the frozen model: (V, N+1, D)."""
-    out = []
-    for start in tqdm(range(0, len(split.frames), batch_size), desc="encode videos", mininterval=5, leave=False):
-        pixels = torch.stack([vlm.preprocess(f) for f in split.frames[start:start + batch_size]])
-        out.append(vlm.encode_video(pixels))
-    return torch.cat(out)
 
 
 class PolicyTask:
@@ -100,18 +91,6 @@ def train_policy_on_split(model_dir, world_dir, num_frames: int, cfg, out_dir, i
     return policy, state
 
 
-def _median_ms(fn, repeats: int) -> float:
-    import time
-
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
-
-
 @torch.no_grad()
 def selection_cost(vlm: VideoLLM, policy: CompressionPolicy, item: dict, video_embeds: torch.Tensor, retention: float,
                    imp_ratio: float = 0.5, repeats: int = 20) -> dict:
@@ -120,7 +99,7 @@ def selection_cost(vlm: VideoLLM, policy: CompressionPolicy, item: dict, video_e
     rule = policy_keep_rule(vlm, policy, [item], retention, imp_ratio)
     prompt = vlm.prompt(item)
     full = vlm.assemble(prompt, video_embeds, torch.ones(video_embeds.shape[0] - 1, dtype=torch.bool))
-    select_ms = _median_ms(lambda: rule(np.array([0]), video_embeds[None]), repeats)
-    forward_ms = _median_ms(lambda: vlm.forward_sequences([full]), repeats)
+    select_ms = median_ms(lambda: rule(np.array([0]), video_embeds[None]), repeats)
+    forward_ms = median_ms(lambda: vlm.forward_sequences([full]), repeats)
     return {"selection_ms": round(select_ms, 3), "llm_forward_all_tokens_ms": round(forward_ms, 3),
             "selection_share_of_forward": round(select_ms / forward_ms, 4)}

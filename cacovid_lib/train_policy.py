@@ -178,7 +178,7 @@ def train_policy(policy, inputs_fn: InputsFn, reward_fn: RewardFn, num_items: in
             state.history.append(record)
             state.step += 1
             bar.update(1)
-            bar.set_postfix(token=f"{record['reward_token']:.2f}", frame=f"{record['reward_frame']:.2f}")
+            bar.set_postfix(token=f"{record['reward_token']:.2f}", frame=f"{record['reward_frame']:.2f}", refresh=False)
         if checkpoint_fn and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < cfg.steps:
             checkpoint_fn(accelerator.unwrap_model(model), state, {"optimizer": opt.state_dict(), "scheduler": sched.state_dict()})
     bar.close()

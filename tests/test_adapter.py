@@ -6,7 +6,7 @@ import torch
 
 from cacovid_lib.adapter import VideoLLM
 from cacovid_lib.data import load_split
-from cacovid_lib.evaluation import score_items
+from cacovid_lib.evaluation import option_scores
 from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.small_vlm import save_model_folder
 
@@ -63,7 +63,7 @@ def test_batched_scoring_equals_one_by_one(tiny_vlm, test_split):
     batched = tiny_vlm.score_options(item, video, keeps)  # (5, 4)
     single = torch.stack([tiny_vlm.score_options(item, video, k[None])[0] for k in keeps])
     torch.testing.assert_close(batched, single, rtol=1e-4, atol=1e-4)
-    assert score_items(tiny_vlm, [item], video[None], keeps[:1]).shape == (1, 4)
+    assert option_scores(tiny_vlm, [item], video[None], keeps[:1]).shape == (1, 4)
     assert tiny_vlm.score_letters(item, video, keeps).shape == (5, 4)
     batch = tiny_vlm.generate([item] * 3, video[None].expand(3, -1, -1), keeps[:3], max_new_tokens=3)
     assert batch == [tiny_vlm.generate([item], video[None], k[None], max_new_tokens=3)[0] for k in keeps[:3]]

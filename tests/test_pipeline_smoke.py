@@ -32,6 +32,13 @@ def test_notebooks_run_end_to_end(tmp_path):
                  "retention_ratios": [0.25, 0.1], "imp_ratio_candidates": [0.5, 1.0], "seed": 0, "timing_repeats": 2},
                  "world_dir": d["world"], "model_dir": d["model"], "policy_dir": d["policy"], "metrics_dir": d["metrics"],
                  "tables_dir": d["tables"], "figures_dir": d["figures"]}, d["executed"], cwd=ROOT)
+    bench = {"retention_ratios": [0.25, 0.1], "fastv_layer": 0, "temporal_merge_threshold": 0.9, "visionzip_dominant_share": 0.84375,
+             "seed": 0, "efficiency_ratio": 0.1, "timing_repeats": 2, "flops_frames": 32, "flops_tokens_per_frame": 196,
+             "flops_text_tokens": 128}
+    run_notebook(NB / "07-benchmark.ipynb", {"world": {"num_frames": 8}, "benchmark": bench, "world_dir": d["world"],
+                 "model_dir": d["model"], "policy_dir": d["policy"], "policy_metrics": str(tmp_path / "metrics" / "policy.json"),
+                 "metrics_dir": d["metrics"], "tables_dir": d["tables"], "plots_dir": d["plots"], "figures_dir": d["figures"]},
+                 d["executed"], cwd=ROOT)
     blind = json.loads((tmp_path / "metrics" / "blind_filter.json").read_text())
     assert blind["num_train"] == 16 * 4 and blind["num_kept"] == len(json.loads(open(filtered).read()))
     pol = json.loads((tmp_path / "metrics" / "policy.json").read_text())
@@ -41,6 +48,14 @@ def test_notebooks_run_end_to_end(tmp_path):
     assert len((tmp_path / "plots" / "policy_training.csv").read_text().splitlines()) == 1 + 4
     assert (tmp_path / "figures" / "policy_training.png").stat().st_size > 1000
     assert (tmp_path / "figures" / "policy_retention.png").stat().st_size > 1000
+    bench = json.loads((tmp_path / "metrics" / "benchmark.json").read_text())
+    assert set(bench["methods"]) == {"CaCoVID", "Random", "Uniform", "FastV", "FastV (input)", "VisionZip", "DivPrune", "Temporal merge"}
+    assert set(bench["methods"]["DivPrune"]) == {"0.25", "0.10"} and "cacovid_margin_at_0.10" in bench
+    main_table = (tmp_path / "tables" / "main.csv").read_text().splitlines()
+    assert len(main_table) == 1 + 1 + 8 * 2  # header, all tokens, 8 methods x 2 ratios
+    efficiency = json.loads((tmp_path / "metrics" / "efficiency.json").read_text())
+    assert efficiency["selection_ms"]["CaCoVID"] > 0 and efficiency["llava_ov_7b_speedup_at_0.10"] > 1
+    assert (tmp_path / "figures" / "benchmark_retention.png").stat().st_size > 1000
     metrics = json.loads((tmp_path / "metrics" / "vlm.json").read_text())
     assert metrics["num_test"] == 6 * 4
     assert 0 <= metrics["accuracy_full"] <= 1 and 0 <= metrics["accuracy_blind"] <= 1
@@ -50,7 +65,7 @@ def test_notebooks_run_end_to_end(tmp_path):
     assert len((tmp_path / "plots" / "vlm_training.csv").read_text().splitlines()) == 1 + 6
     assert sorted(p.name for p in (tmp_path / "executed").iterdir()) == [
         "01-build-world.ipynb", "02-train-video-llm.ipynb", "03-evaluate-video-llm.ipynb", "04-filter-blind.ipynb",
-        "05-train-policy.ipynb", "06-evaluate-policy.ipynb"]
+        "05-train-policy.ipynb", "06-evaluate-policy.ipynb", "07-benchmark.ipynb"]
 
 
 def test_every_stage_reads_declared_params_only():

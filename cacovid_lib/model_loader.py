@@ -1,0 +1,94 @@
+"""Load a real video LLM (LLaVA-OneVision or Qwen2.5-VL) from a local folder or the local Hugging Face cache and
+wrap it in the kit's adapter; never reaches the network, and every bad input is a one-line KitInputError."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .adapter import VideoLLM
+from .io_utils import KitInputError, read_json
+from .qwen_adapter import Qwen25VLVideoLLM
+
+SUPPORTED_MODEL_TYPES = ("llava_onevision", "qwen2_5_vl")  # config.json's model_type
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+ATTENTION = ("sdpa", "eager", "flash_attention_2")
+
+
+def check_dtype(dtype) -> torch.dtype:
+    """'float32' | 'bfloat16' | 'float16' (or the torch dtype itself) -> torch dtype."""
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype in DTYPES:
+        return DTYPES[dtype]
+    raise KitInputError(f"dtype: {dtype!r} is not supported; use one of {', '.join(DTYPES)}")
+
+
+def check_attention(attn_implementation: str) -> str:
+    """One of ATTENTION; flash_attention_2 only where the flash-attn package is installed."""
+    from transformers.utils import is_flash_attn_2_available
+
+    if attn_implementation not in ATTENTION:
+        raise KitInputError(f"attn_implementation: {attn_implementation!r} is not supported; use one of {', '.join(ATTENTION)}")
+    if attn_implementation == "flash_attention_2" and not is_flash_attn_2_available():
+        raise KitInputError("attn_implementation: flash_attention_2 needs the flash-attn package (and a CUDA GPU), which "
+                            f"is not available here; use one of {', '.join(ATTENTION)}")
+    return attn_implementation
+
+
+def resolve_model_folder(path_or_hub_id) -> Path:
+    """An existing folder as is; anything else is a hub id looked up in the local Hugging Face cache only."""
+    path = Path(path_or_hub_id).expanduser()
+    if path.is_dir():
+        return path
+    from huggingface_hub import snapshot_download
+
+    hub_id = str(path_or_hub_id)
+    try:
+        return Path(snapshot_download(hub_id, local_files_only=True))  # local_files_only: the cache, never the network
+    except (OSError, ValueError):  # not cached (LocalEntryNotFoundError), or not a valid repo id: same advice
+        raise KitInputError(f"{hub_id}: not a local folder and not in the Hugging Face cache; download it on a machine "
+                            f"with network (huggingface-cli download {hub_id}) and pass the local path") from None
+
+
+def model_type(folder: Path) -> str:
+    """config.json's model_type, or a one-line error naming the supported ones."""
+    if not (folder / "config.json").is_file():
+        raise KitInputError(f"{folder}: not a model folder (no config.json)")
+    kind = read_json(folder / "config.json").get("model_type")
+    if kind not in SUPPORTED_MODEL_TYPES:
+        raise KitInputError(f"{folder}: model type {kind!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}")
+    return kind
+
+
+def load_pretrained(model_class, folder: Path, device, dtype: torch.dtype, attn_implementation: str):
+    """`from_pretrained` model and tokenizer from a local folder (local files only) -> (model in eval mode, tokenizer)."""
+    from transformers import AutoTokenizer
+
+    try:
+        model = model_class.from_pretrained(folder, dtype=dtype, attn_implementation=attn_implementation, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError, ImportError) as err:
+        raise KitInputError(f"{folder}: cannot load model ({str(err).splitlines()[0][:160]})") from None
+    return model.to(device).eval(), tokenizer
+
+
+def load_video_llm(path_or_hub_id, num_frames: int, device="cpu", dtype="float32", attn_implementation: str = "sdpa",
+                   frame_size: tuple[int, int] | None = None) -> VideoLLM | Qwen25VLVideoLLM:
+    """The video LLM in `path_or_hub_id` (a local folder, or a hub id already in the local cache) behind the kit's
+    adapter: adapter.VideoLLM for llava_onevision, Qwen25VLVideoLLM for qwen2_5_vl.
+    frame_size (height, width): the size every frame is resized to, Qwen2.5-VL only (LLaVA-OneVision's is fixed by
+    its vision tower); None = qwen_adapter.DEFAULT_FRAME_SIZE."""
+    from transformers import LlavaOnevisionForConditionalGeneration, Qwen2_5_VLForConditionalGeneration
+
+    dtype, attn_implementation = check_dtype(dtype), check_attention(attn_implementation)
+    folder = resolve_model_folder(path_or_hub_id)
+    kind = model_type(folder)
+    if kind == "llava_onevision":
+        if frame_size is not None:
+            raise KitInputError("frame_size: applies to qwen2_5_vl only; LLaVA-OneVision frames are resized to its "
+                                "vision tower's image_size")
+        model, tokenizer = load_pretrained(LlavaOnevisionForConditionalGeneration, folder, device, dtype, attn_implementation)
+        return VideoLLM(model, tokenizer, num_frames)
+    model, tokenizer = load_pretrained(Qwen2_5_VLForConditionalGeneration, folder, device, dtype, attn_implementation)
+    return Qwen25VLVideoLLM(model, tokenizer, num_frames, **({} if frame_size is None else {"frame_size": frame_size}))

@@ -1,0 +1,124 @@
+"""The baselines keep exactly the budget, follow their papers' rules on inputs whose answer is known, and the
+in-LLM pruning forward agrees with the plain one when nothing is pruned."""
+import numpy as np
+import pytest
+import torch
+
+from cacovid_lib import baselines
+from cacovid_lib.data import load_split
+from cacovid_lib.evaluation import Selection, encode_split_videos, option_scores, predict, random_keep_rule
+from cacovid_lib.io_utils import KitInputError
+
+
+@pytest.fixture(scope="module")
+def test_split(tiny_world):
+    return load_split(tiny_world, "test", 8)
+
+
+@pytest.fixture(scope="module")
+def embeds(tiny_vlm, test_split):
+    return encode_split_videos(tiny_vlm, test_split)  # (V, N+1, D)
+
+
+def _rules(vlm, split, ratio):
+    return {
+        "random": random_keep_rule(ratio),
+        "uniform": baselines.uniform_rule(vlm, ratio),
+        "fastv": baselines.fastv_rule(vlm, split.items, ratio, layer=0),
+        "fastv_input": baselines.fastv_rule(vlm, split.items, ratio, layer=0, inside_llm=False),
+        "visionzip": baselines.visionzip_rule(vlm, split, ratio),
+        "divprune": baselines.divprune_rule(ratio),
+        "temporal_merge": baselines.temporal_merge_rule(vlm, split.items, ratio, layer=0),
+    }
+
+
+@pytest.mark.parametrize("ratio", [0.25, 0.1, 0.05])
+def test_every_baseline_keeps_exactly_the_budget_and_answers(tiny_vlm, test_split, embeds, ratio):
+    idx = np.arange(3)
+    batch = embeds[test_split.video_of_item[idx]]
+    n = tiny_vlm.num_video_tokens
+    for name, rule in _rules(tiny_vlm, test_split, ratio).items():
+        sel = rule(idx, batch)
+        keeps = sel.keeps if isinstance(sel, Selection) else sel
+        assert keeps.shape == (3, n) and keeps.dtype == torch.bool, name
+        assert (keeps.sum(1) == int(ratio * n)).all(), name
+        scores = option_scores(tiny_vlm, [test_split.items[i] for i in idx], batch, sel)
+        assert scores.shape == (3, 4) and torch.isfinite(scores).all(), name
+    assert tiny_vlm.model.config._attn_implementation == "sdpa"  # the attention baselines switched back
+
+
+def test_retention_outside_range_is_a_clear_error():
+    with pytest.raises(KitInputError, match="outside"):
+        baselines.token_budget(128, 1.5)
+
+
+@torch.no_grad()
+def test_pruning_inside_the_llm_equals_the_plain_forward_when_nothing_is_pruned(tiny_vlm, test_split, embeds):
+    items = test_split.items[:2]
+    batch = embeds[test_split.video_of_item[:2]]
+    prompts = [tiny_vlm.prompt(it) for it in items]
+    everything = torch.ones(2, tiny_vlm.num_video_tokens, dtype=torch.bool)
+    plain = tiny_vlm.option_logprobs(prompts, batch, everything)
+    inside = tiny_vlm.option_logprobs_pruned_inside(prompts, batch, everything, after_layer=0)
+    torch.testing.assert_close(inside, plain, rtol=1e-4, atol=1e-4)
+    # pruning after the last layer changes nothing either: the kept set only matters to later layers
+    some = torch.zeros_like(everything)
+    some[:, :10] = True
+    last = len(tiny_vlm.model.model.language_model.layers) - 1
+    torch.testing.assert_close(tiny_vlm.option_logprobs_pruned_inside(prompts, batch, some, after_layer=last), plain,
+                               rtol=1e-4, atol=1e-4)
+    # pruning after layer 0 differs from both keeping everything and pruning at the input
+    mid = tiny_vlm.option_logprobs_pruned_inside(prompts, batch, some, after_layer=0)
+    assert not torch.allclose(mid, plain) and not torch.allclose(mid, tiny_vlm.option_logprobs(prompts, batch, some))
+
+
+def test_fastv_keeps_the_tokens_the_last_token_attends_to(tiny_vlm, test_split, embeds):
+    batch = embeds[test_split.video_of_item[:1]]
+    attention = baselines.last_token_attention(tiny_vlm, test_split.items[:1], batch, layer=0)  # (1, N)
+    assert attention.shape == (1, tiny_vlm.num_video_tokens) and (attention >= 0).all()
+    sel = baselines.fastv_rule(tiny_vlm, test_split.items, 0.1, layer=0)(np.arange(1), batch)
+    k = int(0.1 * tiny_vlm.num_video_tokens)
+    assert set(torch.nonzero(sel.keeps[0]).flatten().tolist()) == set(attention[0].topk(k).indices.tolist())
+
+
+def test_divprune_picks_one_token_per_cluster():
+    """Three tight clusters of near-identical tokens: a max-min diverse set of 3 takes one from each."""
+    g = torch.Generator().manual_seed(0)
+    centres = torch.eye(3, 8) * 10
+    tokens = torch.cat([c + 0.01 * torch.randn(5, 8, generator=g) for c in centres])  # (15, 8)
+    keep = baselines.divprune_select(tokens, 3)
+    assert sorted((torch.nonzero(keep).flatten() // 5).tolist()) == [0, 1, 2]
+
+
+def test_visionzip_keeps_dominant_tokens_and_merges_the_rest_into_contextual_ones():
+    g = torch.Generator().manual_seed(0)
+    video = torch.randn(1, 21, 8, generator=g)  # 20 video tokens + newline
+    attention = torch.zeros(1, 20)
+    attention[0, [3, 7, 11]] = 1.0
+    sel = baselines.visionzip_select(attention, video, k=5, dominant_share=0.6)
+    kept = torch.nonzero(sel.keeps[0]).flatten().tolist()
+    assert len(kept) == 5 and {3, 7, 11} <= set(kept)
+    contextual = [i for i in kept if i not in (3, 7, 11)]
+    assert len(contextual) == 2  # the 15 other tokens are merged into them
+    assert any(not torch.equal(sel.video_embeds[0, i], video[0, i]) for i in contextual)
+    assert torch.equal(sel.video_embeds[0, [3, 7, 11]], video[0, [3, 7, 11]])
+    assert torch.equal(sel.video_embeds[0, 20], video[0, 20])  # the newline is untouched
+
+
+def test_temporal_merge_folds_static_tokens_and_keeps_moving_ones():
+    """Position 0 is static over 4 frames, the others change every frame: the static chain merges into its
+    first token, and with importance on a moving token both survive at k = 2."""
+    g = torch.Generator().manual_seed(0)
+    t, h, w = 4, 1, 3
+    tokens = torch.randn(t, h * w, 16, generator=g)
+    tokens[:, 0] = tokens[0, 0]  # static
+    importance = torch.zeros(t * h * w)
+    importance[5] = 1.0  # frame 1, position 2
+    keep, merged = baselines.temporal_merge_select(tokens.view(-1, 16), (t, h, w), importance, k=2, threshold=0.99)
+    assert keep.sum() == 2 and keep[5]
+    torch.testing.assert_close(merged[0], tokens[0, 0])
+
+
+def test_predict_takes_selections_and_cached_videos(tiny_vlm, test_split, embeds):
+    preds, kept = predict(tiny_vlm, test_split, baselines.divprune_rule(0.25), batch_size=5, video_embeds=embeds)
+    assert preds.shape == (len(test_split),) and (kept == int(0.25 * tiny_vlm.num_video_tokens)).all()

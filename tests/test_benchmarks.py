@@ -1,0 +1,285 @@
+"""Benchmark loaders (VideoMME, MLVU, LongVideoBench, MVBench): items, lmms-eval prompts and answer parsing,
+accuracy per category, and one-line errors for bad annotation files. Fixtures are tiny files in each
+benchmark's published schema, written here."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from cacovid_lib.benchmarks import BENCHMARKS, accuracy_by_category, parse_answer
+from cacovid_lib.io_utils import KitInputError
+from cacovid_lib.world import VIDEO_R1_FIELDS, answer_letter
+
+OPTIONS4 = ["A. x", "B. x", "C. x", "D. x"]
+
+
+def write_json(path: Path, obj) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def touch(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"")
+
+
+def videomme_record(n: int, duration: str, answer: str) -> dict:
+    # a row of lmms-lab/Video-MME's test parquet, as JSON
+    return {"video_id": f"00{n}", "duration": duration, "domain": "Knowledge", "sub_category": "Astronomy",
+            "url": "https://www.youtube.com/watch?v=x", "videoID": f"vid{n}", "question_id": f"00{n}-1",
+            "task_type": "Counting Problem", "question": f"How many stars in video {n}?",
+            "options": ["A. One.", "B. Two.", "C. Three.", "D. Four."], "answer": answer}
+
+
+@pytest.fixture
+def videomme(tmp_path):
+    records = [videomme_record(1, "short", "B"), videomme_record(2, "short", "C"), videomme_record(3, "medium", "A")]
+    for n in (1, 2, 3):
+        touch(tmp_path / "data" / f"vid{n}.mp4")
+    return write_json(tmp_path / "videomme.json", records), tmp_path / "data"
+
+
+def check_kit_format(items):
+    for item in items:
+        assert set(VIDEO_R1_FIELDS) <= set(item)
+        assert item["data_type"] == "video" and item["problem_type"] == "multiple choice"
+        assert Path(item["path"]).is_absolute()
+        assert [o[:3] for o in item["options"]] == [f"{c}. " for c in "ABCDE"[:len(item["options"])]]
+
+
+# ---- VideoMME ----------------------------------------------------------------------------------
+def test_videomme_items_and_prompt(videomme):
+    annotation, video_root = videomme
+    items = BENCHMARKS["videomme"](annotation, video_root, check_videos=True)
+    check_kit_format(items)
+    assert [it["category"] for it in items] == ["short", "short", "medium"]
+    assert [answer_letter(it) for it in items] == ["B", "C", "A"]
+    first = items[0]
+    assert first["problem_id"] == "001-1" and first["benchmark"] == "videomme"
+    assert first["problem"] == "How many stars in video 1?"
+    assert first["options"] == ["A. One.", "B. Two.", "C. Three.", "D. Four."]
+    assert first["path"] == str((video_root / "vid1.mp4").resolve())
+    assert first["meta"]["task_type"] == "Counting Problem"
+    assert first["prompt"] == (
+        "Select the best answer to the following multiple-choice question based on the video and the subtitles. "
+        "Respond with only the letter (A, B, C, or D) of the correct option.\n"
+        "How many stars in video 1?\nA. One.\nB. Two.\nC. Three.\nD. Four.\n\n"
+        "Answer with the option's letter from the given choices directly.")
+
+
+def test_videomme_bad_inputs(tmp_path, videomme):
+    annotation, video_root = videomme
+    with pytest.raises(KitInputError, match="nothing.json: file not found"):
+        BENCHMARKS["videomme"](tmp_path / "nothing.json", video_root)
+    (tmp_path / "broken.json").write_text("[{")
+    with pytest.raises(KitInputError, match="broken.json: not valid JSON"):
+        BENCHMARKS["videomme"](tmp_path / "broken.json", video_root)
+    records = json.loads(annotation.read_text()) + [videomme_record(4, "long", "A")]
+    del records[3]["options"]
+    with pytest.raises(KitInputError) as err:
+        BENCHMARKS["videomme"](write_json(tmp_path / "bad" / "videomme.json", records), video_root)
+    assert "videomme.json: item 3 has no field 'options' (is this a VideoMME annotation file?)" in str(err.value)
+    assert "\n" not in str(err.value)
+    records[3]["options"], records[3]["answer"] = ["A. One.", "B. Two."], "D"
+    with pytest.raises(KitInputError, match="item 3 answer 'D' is not one of its option letters AB"):
+        BENCHMARKS["videomme"](write_json(tmp_path / "bad" / "videomme.json", records), video_root)
+    with pytest.raises(KitInputError, match="expected a list of VideoMME items, got a JSON dict"):
+        BENCHMARKS["videomme"](write_json(tmp_path / "dict.json", {"questions": []}), video_root)
+
+
+def test_videomme_missing_videos_are_counted(videomme):
+    annotation, video_root = videomme
+    (video_root / "vid2.mp4").unlink()
+    (video_root / "vid3.mp4").unlink()
+    assert len(BENCHMARKS["videomme"](annotation, video_root)) == 3  # only checked on request
+    with pytest.raises(KitInputError, match=r"2 of the 3 videos listed in .*videomme.json are missing, the first is .*vid2.mp4"):
+        BENCHMARKS["videomme"](annotation, video_root, check_videos=True)
+
+
+def test_videomme_parquet(tmp_path):
+    fake = tmp_path / "test-00000-of-00001.parquet"
+    fake.write_bytes(b"not parquet")
+    has_engine = any(importlib.util.find_spec(m) for m in ("pyarrow", "fastparquet"))
+    message = "not a valid parquet file" if has_engine else "reading parquet needs pyarrow"
+    with pytest.raises(KitInputError, match=f"test-00000-of-00001.parquet: {message}"):
+        BENCHMARKS["videomme"](fake, tmp_path)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None, reason="pyarrow is not installed")
+def test_videomme_reads_the_published_parquet(tmp_path):
+    import pandas as pd
+
+    parquet = tmp_path / "test-00000-of-00001.parquet"
+    pd.DataFrame([videomme_record(1, "long", "D")]).to_parquet(parquet)
+    [item] = BENCHMARKS["videomme"](parquet, tmp_path)
+    assert item["options"] == ["A. One.", "B. Two.", "C. Three.", "D. Four."] and answer_letter(item) == "D"
+
+
+# ---- MLVU --------------------------------------------------------------------------------------
+def test_mlvu_dev_published_folder(tmp_path):
+    json_dir = tmp_path / "MLVU" / "json"
+    write_json(json_dir / "1_plotQA.json", [
+        {"video": "movie_1.mp4", "duration": 300, "question": "Who opens the door?",
+         "candidates": ["a dog", "a cat", "a man", "a girl"], "answer": "a man", "question_type": "plotQA"},
+        {"video": "movie_2.mp4", "duration": 200, "question": "What falls?",
+         "candidates": ["a cup", "a hat", "a leaf", "a ball"], "answer": "a cup", "question_type": "plotQA"}])
+    write_json(json_dir / "2_needle.json", [
+        {"video": "needle_1.mp4", "duration": 400, "question": "What is in the box?",
+         "candidates": ["a key", "a ring"], "answer": "a ring", "question_type": "findNeedle"}])
+    write_json(json_dir / "9_summary.json", [{"video": "s.mp4", "question": "Summarise.", "answer": "text"}])
+    video_root = tmp_path / "MLVU" / "video"
+    touch(video_root / "1_plotQA" / "movie_1.mp4")
+    items = BENCHMARKS["mlvu_dev"](json_dir, video_root)
+    check_kit_format(items)
+    assert [it["category"] for it in items] == ["plotQA", "plotQA", "needle"]  # summary skipped
+    assert [answer_letter(it) for it in items] == ["C", "A", "B"]
+    assert {it["benchmark"] for it in items} == {"mlvu_dev"}
+    assert items[0]["path"] == str((video_root / "1_plotQA" / "movie_1.mp4").resolve())
+    assert items[0]["options"] == ["A. a dog", "B. a cat", "C. a man", "D. a girl"]
+    assert items[0]["prompt"] == ("\nWho opens the door?\n(A) a dog\n(B) a cat\n(C) a man\n(D) a girl\n"
+                                  "Only give the best option.\n\nBest option: (")
+
+
+def test_mlvu_test_lmms_eval_copy(tmp_path):
+    question = "Which sport is shown?\n(A) tennis\n(B) golf\n(C) judo\n(D) polo"
+    annotation = write_json(tmp_path / "mlvu_test.json", [
+        {"video_name": "sports_1.mp4", "question": question, "candidates": ["tennis", "golf", "judo", "polo"],
+         "answer": "B", "task_type": "sportsQA", "question_id": "SQA_0"}])
+    [item] = BENCHMARKS["mlvu_test"](annotation, tmp_path / "video")
+    assert item["benchmark"] == "mlvu_test" and item["category"] == "sportsQA" and item["problem_id"] == "SQA_0"
+    assert item["problem"] == "Which sport is shown?" and answer_letter(item) == "B"
+    assert item["options"] == ["A. tennis", "B. golf", "C. judo", "D. polo"]
+    assert item["prompt"] == "\n" + question + "\nOnly give the best option.\n\nBest option: ("
+    assert item["path"] == str((tmp_path / "video" / "sports_1.mp4").resolve())
+
+
+def test_mlvu_options_read_from_the_question_without_candidates(tmp_path):
+    question = "How many birds?\n(A) 1\n(B) 2\n(C) 3"
+    annotation = write_json(tmp_path / "mlvu.json", [{"video_name": "count/c.mp4", "question": question,
+                                                      "answer": "C", "task_type": "count"}])
+    [item] = BENCHMARKS["mlvu_dev"](annotation, tmp_path)
+    assert item["problem"] == "How many birds?" and item["options"] == ["A. 1", "B. 2", "C. 3"]
+    assert answer_letter(item) == "C" and item["prompt"].startswith("\n" + question + "\n")
+
+
+def test_mlvu_bad_inputs(tmp_path):
+    record = {"video": "v.mp4", "question": "Q?", "candidates": ["a", "b"], "answer": "c", "question_type": "ego"}
+    with pytest.raises(KitInputError, match="mlvu.json: item 0 answer 'c' is neither one of its candidates nor an option letter"):
+        BENCHMARKS["mlvu_dev"](write_json(tmp_path / "mlvu.json", [record]), tmp_path)
+    del record["candidates"]
+    with pytest.raises(KitInputError, match=r"item 0 has no field 'candidates' \(is this an MLVU annotation file\?\)"):
+        BENCHMARKS["mlvu_dev"](write_json(tmp_path / "mlvu.json", [record]), tmp_path)
+    with pytest.raises(KitInputError, match="empty: no .json files in this folder"):
+        (tmp_path / "empty").mkdir()
+        BENCHMARKS["mlvu_dev"](tmp_path / "empty", tmp_path)
+
+
+# ---- LongVideoBench ----------------------------------------------------------------------------
+def lvb_record(n: int, group: int, choice: int) -> dict:
+    # an item of LongVideoBench's lvb_val.json
+    return {"video_id": f"v{n}", "question": f"What happens after the {n}th cut?", "question_wo_referring_query": "",
+            "candidates": ["a jump", "a fall", "a song", "a dance", "a goal"][:4], "correct_choice": choice,
+            "position": [1, 2], "topic_category": "NP-News-Programs", "question_category": "E2O", "level": "L1",
+            "id": f"v{n}_0", "video_path": f"v{n}.mp4", "subtitle_path": f"v{n}_en.json", "duration_group": group,
+            "starting_timestamp_for_subtitles": 0, "duration": 30.0, "view_count": 1}
+
+
+def test_longvideobench_items_and_prompt(tmp_path):
+    hf_row = {k: v for k, v in lvb_record(3, 600, 4).items() if k != "candidates"}
+    hf_row.update(option0="a", option1="b", option2="c", option3="d", option4="e")  # the HF parquet's form
+    annotation = write_json(tmp_path / "lvb_val.json", [lvb_record(1, 15, 2), lvb_record(2, 600, 0), hf_row])
+    items = BENCHMARKS["longvideobench"](annotation, tmp_path / "videos")
+    check_kit_format(items)
+    assert [it["category"] for it in items] == ["15", "600", "600"]
+    assert [answer_letter(it) for it in items] == ["C", "A", "E"]
+    assert items[0]["problem_id"] == "v1_0" and items[2]["options"][-1] == "E. e"
+    assert items[0]["path"] == str((tmp_path / "videos" / "v1.mp4").resolve())
+    assert items[0]["prompt"] == ("What happens after the 1th cut?\nA. a jump\nB. a fall\nC. a song\nD. a dance\n"
+                                  "Answer with the option's letter from the given choices directly.\n")
+
+
+def test_longvideobench_bad_inputs(tmp_path):
+    record = lvb_record(1, 60, 7)
+    with pytest.raises(KitInputError, match="item 0 correct_choice 7 is not an index into its 4 candidates"):
+        BENCHMARKS["longvideobench"](write_json(tmp_path / "lvb_val.json", [record]), tmp_path)
+    del record["correct_choice"]  # as in lvb_test_wo_gt.json
+    with pytest.raises(KitInputError, match=r"lvb_val.json: item 0 has no field 'correct_choice' \(is this a LongVideoBench"):
+        BENCHMARKS["longvideobench"](write_json(tmp_path / "lvb_val.json", [record]), tmp_path)
+
+
+# ---- MVBench -----------------------------------------------------------------------------------
+def test_mvbench_items_and_prompt(tmp_path):
+    json_dir = tmp_path / "MVBench" / "json"
+    write_json(json_dir / "action_sequence.json", [
+        {"video": "ZS9XR.mp4", "question": "What did the person do first?", "candidates": ["Sat.", "Ran.", "Ate."],
+         "answer": "Ran.", "start": 1.0, "end": 9.5}])
+    write_json(json_dir / "fine_grained_pose.json", [
+        {"video": "S001.avi", "question": "Which pose?", "candidates": ["sit", "stand", "kneel", "lie"], "answer": "lie"}])
+    video_root = tmp_path / "MVBench" / "video"
+    items = BENCHMARKS["mvbench"](json_dir, video_root)
+    check_kit_format(items)
+    assert [it["category"] for it in items] == ["action_sequence", "fine_grained_pose"]
+    assert [answer_letter(it) for it in items] == ["B", "D"]
+    assert items[0]["problem_id"] == "action_sequence_0" and items[0]["meta"]["start"] == 1.0
+    assert items[0]["path"] == str((video_root / "star/Charades_segment/ZS9XR.mp4").resolve())
+    assert items[1]["path"] == str((video_root / "nturgbd_convert/S001.avi").resolve())
+    assert items[0]["prompt"] == ("Question:What did the person do first?\nOption:\n(A) Sat.\n(B) Ran.\n(C) Ate.\n"
+                                  "Only give the best option.\n")
+
+
+def test_mvbench_bad_inputs(tmp_path):
+    task = write_json(tmp_path / "json" / "action_count.json",
+                      [{"video": "a.mp4", "question": "How many?", "candidates": ["1", "2"], "answer": "3"}])
+    with pytest.raises(KitInputError, match="action_count.json: item 0 answer '3' is not one of its candidates"):
+        BENCHMARKS["mvbench"](task.parent, tmp_path)
+    write_json(task, [{"video": "a.mp4", "question": "How many?", "answer": "3"}])
+    with pytest.raises(KitInputError, match=r"item 0 has no field 'candidates' \(is this a MVBench annotation file\?\)"):
+        BENCHMARKS["mvbench"](task, tmp_path)
+    with pytest.raises(KitInputError, match="nowhere: folder not found"):
+        BENCHMARKS["mvbench"](tmp_path / "nowhere", tmp_path)
+
+
+# ---- answer parsing and scoring ----------------------------------------------------------------
+@pytest.mark.parametrize("benchmark, expected", [
+    # outputs:      "B"   "(B) cat"  "The answer is B."  "Answer: C"  "I don't know"
+    ("videomme", ["B", "B", "B", "A", None]),  # first capital A-D: "Answer" gives A
+    ("longvideobench", ["B", "B", "B", "A", None]),  # same rule (lmms-eval would then guess at random)
+    ("mlvu_dev", ["B", "B", None, None, None]),  # the character before ")", else the bare text
+    ("mlvu_test", ["B", "B", None, None, None]),
+    ("mvbench", ["B", "B", "B", "C", None]),  # first one-letter word a-e
+])
+def test_parse_answer_as_lmms_eval(benchmark, expected):
+    outputs = ["B", "(B) cat", "The answer is B.", "Answer: C", "I don't know"]
+    assert [parse_answer(benchmark, text, OPTIONS4) for text in outputs] == expected
+
+
+def test_parse_answer_details():
+    assert parse_answer("videomme", "The best answer is D", OPTIONS4) == "D"
+    assert parse_answer("videomme", "Best answer: C", OPTIONS4) == "B"  # lmms-eval's glued prefixes leave "Best"
+    assert parse_answer("longvideobench", "Best answer: C", OPTIONS4) == "C"
+    assert parse_answer("longvideobench", "E", OPTIONS4 + ["E. x"]) == "E"
+    assert parse_answer("mlvu_dev", "C) a man", OPTIONS4) == "C"  # the usual reply after "Best option: ("
+    assert parse_answer("mvbench", "D. a book", OPTIONS4) == "D"
+    assert parse_answer("mvbench", "D", OPTIONS4[:3]) is None  # a letter with no option can never score
+
+
+def test_unknown_benchmark_names_the_valid_ones():
+    with pytest.raises(KitInputError, match="benchmark 'mlvu': unknown; valid names are longvideobench, mlvu_dev, mlvu_test, mvbench, videomme"):
+        BENCHMARKS["mlvu"]
+    with pytest.raises(KitInputError, match="benchmark 'egoschema': unknown"):
+        parse_answer("egoschema", "A", OPTIONS4)
+
+
+def test_accuracy_by_category(videomme):
+    items = BENCHMARKS["videomme"](*videomme)  # answers B, C (short), A (medium)
+    table = accuracy_by_category(items, ["B", None, "A"])
+    rows = {row.category: (row.n, row.correct, row.accuracy) for row in table.itertuples()}
+    assert list(table.columns) == ["benchmark", "category", "n", "correct", "accuracy"]
+    assert set(table["benchmark"]) == {"videomme"}
+    assert rows["short"] == (2, 1, 0.5) and rows["medium"] == (1, 1, 1.0)
+    assert rows["overall"] == (3, 2, pytest.approx(2 / 3))
+    assert rows["mean over categories"][2] == pytest.approx(0.75)
+    with pytest.raises(KitInputError, match="predicted_letters: 1 predictions for 3 items"):
+        accuracy_by_category(items, ["B"])
