@@ -74,16 +74,22 @@ def uniform_rule(vlm: VideoLLM, retention: float):
 @torch.no_grad()
 def last_token_attention(vlm: VideoLLM, items: list[dict], video_embeds: torch.Tensor, layer: int) -> torch.Tensor:
     """Attention each video token receives from the last prompt token at decoder layer `layer` (0-based),
-    averaged over heads, with every video token in the sequence: (B, N+1, D) -> (B, N)."""
+    averaged over heads, with every video token in the sequence: (B, N+1, D) -> (B, N).
+    The prompts are left-padded, so the last column is every row's last prompt token."""
     prompts = [vlm.prompt(item) for item in items]
     n = video_embeds.shape[1] - 1
     seqs = [vlm.assemble(p, v, torch.ones(n, dtype=torch.bool)) for p, v in zip(prompts, video_embeds)]
+    width = max(e.shape[0] for e, _ in seqs)
+    pads = [width - e.shape[0] for e, _ in seqs]
+    embeds = torch.stack([F.pad(e, (0, 0, pad, 0)) for (e, _), pad in zip(seqs, pads)])  # (B, L, D)
+    positions = torch.stack([F.pad(q, (pad, 0)) for (_, q), pad in zip(seqs, pads)])  # (B, L)
+    mask = torch.stack([F.pad(torch.ones_like(q), (pad, 0)) for (_, q), pad in zip(seqs, pads)])  # (B, L)
     lm = vlm.model.model.language_model
     with eager_attention(vlm.model):
-        out = [lm(inputs_embeds=e[None], position_ids=q[None], output_attentions=True).attentions[layer]  # (1, H, L, L)
-               for e, q in seqs]  # one at a time: no padding, so the last row is the last prompt token
-    starts = [len(p.prefix_ids) for p in prompts]
-    return torch.stack([a[0, :, -1, s:s + n].mean(0) for a, s in zip(out, starts)])  # (B, N)
+        attn = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, output_attentions=True).attentions[layer]
+    last = attn[:, :, -1].float().mean(1)  # (B, L): the last prompt token's attention, head-averaged
+    starts = [pad + len(p.prefix_ids) for p, pad in zip(prompts, pads)]
+    return torch.stack([row[s:s + n] for row, s in zip(last, starts)])  # (B, N)
 
 
 def fastv_rule(vlm: VideoLLM, items: list[dict], retention: float, layer: int = 1, inside_llm: bool = True):

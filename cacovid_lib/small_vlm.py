@@ -47,8 +47,7 @@ class VLMTrainConfig:
     steps: int = 1500  # optimiser steps
     batch_size: int = 32  # items per step
     lr: float = 2e-3  # peak learning rate (AdamW)
-    warmup_steps: int = 100  # linear warm-up, then `lr` held constant, then cosine decay to 10% of `lr`
-    decay_fraction: float = 1.0  # share of the steps (at the end) spent in the cosine decay; 1.0 = decay right after warm-up
+    warmup_steps: int = 100  # linear warm-up before cosine decay to 10% of `lr`
     weight_decay: float = 0.01  # AdamW weight decay
     aux_weight: float = 1.0  # weight of the per-token label loss (projector alignment)
     full_keep_prob: float = 0.5  # share of batches that keep every video token
@@ -114,13 +113,10 @@ def curriculum_keep_masks(rng, labels: np.ndarray, background_share: float) -> t
 
 
 def lr_at(step: int, cfg: VLMTrainConfig) -> float:
-    """Linear warm-up, constant peak, then cosine decay to 10% of the peak over the last `decay_fraction` of
-    the steps (warmup-stable-decay). The binding of a question's shape to a video token's colour forms late,
-    and only while the learning rate is still high; a long stable phase gives it time within few steps."""
+    """Linear warm-up, then cosine decay to 10% of the peak."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    decay_start = max(cfg.warmup_steps, cfg.steps - round(cfg.decay_fraction * cfg.steps))
-    progress = max(0.0, step - decay_start) / max(1, cfg.steps - decay_start)
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 

@@ -31,7 +31,7 @@ import pandas as pd
 
 from cacovid_lib.adapter import VideoLLM
 from cacovid_lib.data import load_split
-from cacovid_lib.evaluation import keep_all, predict, random_keep_rule
+from cacovid_lib.evaluation import encode_split_videos, keep_all, predict, random_keep_rule
 from cacovid_lib.io_utils import save_figure, write_json_atomic, write_text_atomic
 from cacovid_lib.policy import load_policy
 from cacovid_lib.policy_task import policy_keep_rule, selection_cost
@@ -41,17 +41,18 @@ policy = load_policy(policy_dir, vlm.model.model.language_model).eval()
 val = load_split(world_dir, "val", world["num_frames"])
 test = load_split(world_dir, "test", world["num_frames"])
 ratios = evaluate_policy["retention_ratios"]
+val_embeds, test_embeds = encode_split_videos(vlm, val), encode_split_videos(vlm, test)  # (V, N+1, D), once per split
 
 
-def accuracy(split, rule, desc):
-    return float(np.mean(predict(vlm, split, rule, desc=desc)[0] == split.answers))
+def accuracy(split, embeds, rule, desc):
+    return float(np.mean(predict(vlm, split, rule, desc=desc, video_embeds=embeds)[0] == split.answers))
 
 
 # %% [markdown]
 # ## imp_ratio, chosen on validation (mean accuracy over the retention ratios)
 
 # %%
-val_table = pd.DataFrame({imp: [accuracy(val, policy_keep_rule(vlm, policy, val.items, r, imp), f"val {imp} {r}") for r in ratios]
+val_table = pd.DataFrame({imp: [accuracy(val, val_embeds, policy_keep_rule(vlm, policy, val.items, r, imp), f"val {imp} {r}") for r in ratios]
                           for imp in evaluate_policy["imp_ratio_candidates"]}, index=ratios)
 imp_ratio = float(val_table.mean().idxmax())
 print(f"imp_ratio = {imp_ratio} (validation accuracy by candidate: {val_table.mean().round(3).to_dict()})")
@@ -60,12 +61,12 @@ print(f"imp_ratio = {imp_ratio} (validation accuracy by candidate: {val_table.me
 # ## Test split: policy vs random selection at every ratio
 
 # %%
-full = accuracy(test, keep_all, "all tokens")
+full = accuracy(test, test_embeds, keep_all, "all tokens")
 rows = []
 for r in ratios:
     rows.append({"retention": r,
-                 "cacovid": accuracy(test, policy_keep_rule(vlm, policy, test.items, r, imp_ratio), f"policy {r}"),
-                 "random": accuracy(test, random_keep_rule(r, evaluate_policy["seed"]), f"random {r}")})
+                 "cacovid": accuracy(test, test_embeds, policy_keep_rule(vlm, policy, test.items, r, imp_ratio), f"policy {r}"),
+                 "random": accuracy(test, test_embeds, random_keep_rule(r, evaluate_policy["seed"]), f"random {r}")})
 table = pd.DataFrame(rows).set_index("retention")
 table["cacovid_share_of_full"] = table["cacovid"] / full
 table.round(3)
@@ -84,7 +85,7 @@ save_figure(fig, f"{figures_dir}/policy_retention.png")
 # ## Selection cost for one video, against one LLM forward with every video token
 
 # %%
-cost = selection_cost(vlm, policy, test.items[0], vlm.encode_video(vlm.preprocess(test.frames[0])[None])[0], 0.1, imp_ratio,
+cost = selection_cost(vlm, policy, test.items[0], test_embeds[test.video_of_item[0]], 0.1, imp_ratio,
                       repeats=evaluate_policy["timing_repeats"])
 print(f"selection {cost['selection_ms']:.2f} ms vs LLM forward {cost['llm_forward_all_tokens_ms']:.2f} ms "
       f"-> {cost['selection_share_of_forward']:.1%} of the forward")

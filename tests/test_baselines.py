@@ -122,3 +122,11 @@ def test_temporal_merge_folds_static_tokens_and_keeps_moving_ones():
 def test_predict_takes_selections_and_cached_videos(tiny_vlm, test_split, embeds):
     preds, kept = predict(tiny_vlm, test_split, baselines.divprune_rule(0.25), batch_size=5, video_embeds=embeds)
     assert preds.shape == (len(test_split),) and (kept == int(0.25 * tiny_vlm.num_video_tokens)).all()
+
+
+def test_last_token_attention_is_the_same_batched_as_one_by_one(tiny_vlm, test_split, embeds):
+    items = [test_split.items[0], test_split.items[5]]  # different prompt lengths -> left padding
+    batch = embeds[test_split.video_of_item[[0, 5]]]
+    batched = baselines.last_token_attention(tiny_vlm, items, batch, layer=1)
+    single = torch.cat([baselines.last_token_attention(tiny_vlm, [it], v[None], layer=1) for it, v in zip(items, batch)])
+    torch.testing.assert_close(batched, single, rtol=1e-4, atol=1e-6)

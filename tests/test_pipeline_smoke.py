@@ -39,6 +39,10 @@ def test_notebooks_run_end_to_end(tmp_path):
                  "model_dir": d["model"], "policy_dir": d["policy"], "policy_metrics": str(tmp_path / "metrics" / "policy.json"),
                  "metrics_dir": d["metrics"], "tables_dir": d["tables"], "plots_dir": d["plots"], "figures_dir": d["figures"]},
                  d["executed"], cwd=ROOT)
+    run_notebook(NB / "08-audit.ipynb", {"world": {"num_frames": 8}, "audit": {"num_items": 3, "fastv_layer": 0, "top_k": 12, "seed": 0},
+                 "world_dir": d["world"], "model_dir": d["model"], "policy_dir": d["policy"], "metrics_dir": d["metrics"],
+                 "tables_dir": d["tables"], "figures_dir": d["figures"]}, d["executed"], cwd=ROOT)
+    run_notebook(NB / "09-report.ipynb", {"reports_dir": str(tmp_path)}, d["executed"], cwd=ROOT)
     blind = json.loads((tmp_path / "metrics" / "blind_filter.json").read_text())
     assert blind["num_train"] == 16 * 4 and blind["num_kept"] == len(json.loads(open(filtered).read()))
     pol = json.loads((tmp_path / "metrics" / "policy.json").read_text())
@@ -56,6 +60,13 @@ def test_notebooks_run_end_to_end(tmp_path):
     efficiency = json.loads((tmp_path / "metrics" / "efficiency.json").read_text())
     assert efficiency["selection_ms"]["CaCoVID"] > 0 and efficiency["llava_ov_7b_speedup_at_0.10"] > 1
     assert (tmp_path / "figures" / "benchmark_retention.png").stat().st_size > 1000
+    audit = json.loads((tmp_path / "metrics" / "audit.json").read_text())
+    assert audit["num_items"] == 3 and audit["contribution_spearman_with_contribution"] == 1.0
+    assert (tmp_path / "figures" / "audit_heatmaps.png").stat().st_size > 1000
+    report = (tmp_path / "README.md").read_text()
+    assert "## Main table" in report and "![Contribution vs attention](figures/audit_heatmaps.png)" in report
+    vlm_acc = json.loads((tmp_path / "metrics" / "vlm.json").read_text())["accuracy_full"]
+    assert f"Small video LLM, test split: {vlm_acc:.3f} with all tokens" in report  # read from the metrics, not typed in
     metrics = json.loads((tmp_path / "metrics" / "vlm.json").read_text())
     assert metrics["num_test"] == 6 * 4
     assert 0 <= metrics["accuracy_full"] <= 1 and 0 <= metrics["accuracy_blind"] <= 1
@@ -65,7 +76,8 @@ def test_notebooks_run_end_to_end(tmp_path):
     assert len((tmp_path / "plots" / "vlm_training.csv").read_text().splitlines()) == 1 + 6
     assert sorted(p.name for p in (tmp_path / "executed").iterdir()) == [
         "01-build-world.ipynb", "02-train-video-llm.ipynb", "03-evaluate-video-llm.ipynb", "04-filter-blind.ipynb",
-        "05-train-policy.ipynb", "06-evaluate-policy.ipynb", "07-benchmark.ipynb"]
+        "05-train-policy.ipynb", "06-evaluate-policy.ipynb", "07-benchmark.ipynb", "08-audit.ipynb",
+        "09-report.ipynb"]
 
 
 def test_every_stage_reads_declared_params_only():
