@@ -3,6 +3,8 @@
 G rollouts are split into three modes, every one spending the same budget of k tokens per frame:
 content (1, no policy: density-peak picks), token (3G/4 - 1: grouped rank-band sampling from the
 token head) and frame (G/4: frames from the frame head, density-peak picks inside them).
+Two ablation switches (defaults = the release): which modes produce rollouts, and an independent-Bernoulli
+token sampler in place of the grouped rank bands.
 """
 from __future__ import annotations
 
@@ -23,10 +25,17 @@ class Rollouts:
     frame_actions: torch.Tensor  # (G_frame, t) bool, the frames chosen by each frame-mode rollout
 
 
-def mode_counts(num_generations: int) -> dict[str, int]:
-    """The release's split of G rollouts: content 1, token 3G/4 - 1, frame G/4 (32 -> 1 / 23 / 8)."""
-    frame = num_generations // 4
-    return {"content": 1, "token": num_generations - frame - 1, "frame": frame}
+MODES = ("content", "token", "frame")  # the online sampling modes, in rollout order
+SAMPLERS = ("grouped", "independent")  # token-mode samplers: the method's rank bands, the ablation's baseline
+
+
+def mode_counts(num_generations: int, modes: tuple[str, ...] = MODES) -> dict[str, int]:
+    """Split of G rollouts over the enabled modes. The release (all three): content 1, token 3G/4 - 1, frame G/4
+    (32 -> 1 / 23 / 8). An enabled content or frame mode keeps its release share, a disabled one gets 0 and its
+    rollouts go to the token mode: token only -> G; token + frame -> 3G/4 + G/4; content + token -> 1 + (G - 1)."""
+    frame = num_generations // 4 if "frame" in modes else 0
+    content = 1 if "content" in modes else 0
+    return {"content": content, "token": num_generations - frame - content, "frame": frame}
 
 
 def tokens_per_frame(sample_rate: float, hw: int) -> int:
@@ -82,30 +91,42 @@ def grouped_rank_band_sample(scores: torch.Tensor, k: int, num_rollouts: int, sa
     return masks
 
 
+def independent_bernoulli_sample(probs: torch.Tensor, num_rollouts: int, generator=None) -> torch.Tensor:
+    """Token-mode masks of the paper's convergence baseline: every token kept with its own probability π(keep),
+    independently per token and rollout: (N,) probabilities -> (num_rollouts, N) bool. No rank bands, no clipping,
+    no budget (a row keeps any number of tokens) and no deterministic rollout 0."""
+    return torch.rand(num_rollouts, probs.shape[0], generator=generator) < probs.float()  # (G_token, N)
+
+
 def sample_rollouts(token_scores: torch.Tensor, frame_scores: torch.Tensor, raw_video: torch.Tensor, grid,
                     num_generations: int, sample_rate: float, group_size: int = 2, max_group_prob: float = 2.0,
-                    frame_ratio: float = 0.125, generator=None) -> Rollouts:
+                    frame_ratio: float = 0.125, generator=None, modes: tuple[str, ...] = MODES,
+                    sampler: str = "grouped") -> Rollouts:
     """All G rollouts of one item from the frozen policy's scores.
 
     token_scores (N,), frame_scores (t,): scores z[1]-z[0] of π_old; raw_video (N, D): the video tokens as
     the LLM receives them (for the density-peak picks); sample_rate r: k = round(r·h·w) tokens per frame.
+    modes: the enabled sampling modes (split by `mode_counts`); sampler: "grouped" (rank bands, §3) or
+    "independent" (Bernoulli per token from π_old(keep) = sigmoid(score)), for the token mode only.
     """
     t, h, w = grid
     hw, n = h * w, t * h * w
     k = tokens_per_frame(sample_rate, hw)
-    counts = mode_counts(num_generations)
+    counts = mode_counts(num_generations, modes)
     raw = raw_video.view(t, hw, -1)
 
     # content: per frame, the k density peaks of the raw tokens
-    content = torch.zeros(1, n, dtype=torch.bool)
-    for j in range(t):
+    content = torch.zeros(counts["content"], n, dtype=torch.bool)  # (0 or 1, N)
+    for j in range(t if counts["content"] else 0):
         top = density_peak_scores(raw[j], generator).topk(k).indices
         content[0, j * hw + top] = True
 
-    # token: per frame, grouped rank-band sampling; rollout 0 = per-frame top-k
-    per_frame = [grouped_rank_band_sample(token_scores[j * hw:(j + 1) * hw], k, counts["token"], sample_rate, group_size,
-                                          max_group_prob, generator) for j in range(t)]
-    token = torch.cat(per_frame, dim=1)  # (G_token, N)
+    if sampler == "independent":  # ablation baseline: plain Bernoulli keep/drop per token, from π_old
+        token = independent_bernoulli_sample(torch.sigmoid(token_scores.float()), counts["token"], generator)  # (G_token, N)
+    else:  # token: per frame, grouped rank-band sampling; rollout 0 = per-frame top-k
+        per_frame = [grouped_rank_band_sample(token_scores[j * hw:(j + 1) * hw], k, counts["token"], sample_rate,
+                                              group_size, max_group_prob, generator) for j in range(t)]
+        token = torch.cat(per_frame, dim=1)  # (G_token, N)
 
     # frame: frames from the frame head (cap 3/t), then k·t density-peak tokens inside them; rollout 0 = top frames
     num_frames = min(max(math.ceil(t * frame_ratio), math.ceil(k * t / hw), 1), t)
@@ -120,5 +141,5 @@ def sample_rollouts(token_scores: torch.Tensor, frame_scores: torch.Tensor, raw_
         top = density_peak_scores(raw_video[candidates], generator).topk(min(k * t, candidates.numel())).indices
         frame_masks[row, candidates[top]] = True
 
-    modes = ["content"] + ["token"] * counts["token"] + ["frame"] * counts["frame"]
-    return Rollouts(torch.cat([content, token, frame_masks]), modes, frame_actions)
+    mode = [m for m in MODES for _ in range(counts[m])]  # (G,) content | token | frame
+    return Rollouts(torch.cat([content, token, frame_masks]), mode, frame_actions)

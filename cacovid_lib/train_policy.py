@@ -14,6 +14,9 @@ Implementation details, each tied to the method:
    cosine schedule, grad-norm clip (§2).
 8. Every random draw of step s comes from a generator seeded with (seed, s, process), so a run resumed
    from a checkpoint ends with the same policy as an uninterrupted one.
+9. Ablation switches (defaults = the release): `sampling_modes` drops content and/or frame rollouts (their share
+   goes to the token mode, `sampling.mode_counts`; a disabled mode has no memory, no loss and NaN rewards in the
+   history); `sampler="independent"` replaces the token mode's rank bands with independent Bernoulli draws.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from tqdm import tqdm
 from .grpo import adapt_sample_rate, clipped_objective, group_advantages, kl_to_uniform, token_loss
 from .io_utils import KitInputError, atomic_path
 from .policy import CompressionPolicy, PolicyInputs, action_logprobs, save_policy, scores
-from .sampling import sample_rollouts
+from .sampling import MODES, SAMPLERS, sample_rollouts
 
 
 @dataclass
@@ -55,8 +58,27 @@ class PolicyTrainConfig:
     grad_clip: float = 5.0
     seed: int = 0
     checkpoint_every: int = 0  # save a resumable checkpoint every this many steps (0: only at the end)
+    # ablation of the sampling modes (§3): which modes produce rollouts; "token" is required (see below)
+    sampling_modes: tuple[str, ...] = MODES
+    # ablation of the convergence claim (§3): "grouped" rank-band token sampling, or the "independent" Bernoulli
+    # baseline (no budget: the adaptive sample rate then only sets the content and frame modes' budget)
+    sampler: str = "grouped"
 
     def __post_init__(self):
+        self.sampling_modes = (self.sampling_modes,) if isinstance(self.sampling_modes, str) else tuple(self.sampling_modes)
+        unknown = [m for m in self.sampling_modes if m not in MODES]
+        if unknown:
+            raise KitInputError(f"sampling_modes: {self.sampling_modes} has unknown mode {unknown[0]!r}; "
+                                f"valid: {', '.join(MODES)}")
+        if len(set(self.sampling_modes)) != len(self.sampling_modes):
+            raise KitInputError(f"sampling_modes: {self.sampling_modes} names a mode twice")
+        # the token head is what inference selects with (§5) and the token-mode reward drives the adaptive rate (§4);
+        # content has no policy to train and frame alone would leave the token head untrained
+        if "token" not in self.sampling_modes:
+            raise KitInputError(f"sampling_modes: {self.sampling_modes} must include 'token' (the token head is what "
+                                f"inference uses); valid: {', '.join(MODES)}")
+        if self.sampler not in SAMPLERS:
+            raise KitInputError(f"sampler: {self.sampler!r} is unknown; valid: {', '.join(SAMPLERS)}")
         if self.num_generations < 4:
             raise KitInputError(f"num_generations: {self.num_generations} is too small (need >= 4: 1 content, token, frame)")
         if self.steps % self.num_iter_for_item:
@@ -150,10 +172,12 @@ def train_policy(policy, inputs_fn: InputsFn, reward_fn: RewardFn, num_items: in
             # rollouts from π_old for every item, rewarded by the frozen video LLM in batched forwards
             rates = [state.sample_rates.get(int(i), cfg.sample_rate) for i in idx]
             rolls = [sample_rollouts(scores(old_tok[b]), scores(old_fr[b]), inputs.raw_video[b].cpu(), inputs.grid,
-                                     cfg.num_generations, rates[b], cfg.group_size, cfg.max_group_prob, cfg.frame_ratio, gen)
+                                     cfg.num_generations, rates[b], cfg.group_size, cfg.max_group_prob, cfg.frame_ratio, gen,
+                                     cfg.sampling_modes, cfg.sampler)
                      for b in range(len(idx))]
             rewards = reward_fn(idx, inputs, torch.stack([r.masks for r in rolls])).float().cpu()  # (B, G)
-            record = {"step": state.step, "reward_content": 0.0, "reward_token": 0.0, "reward_frame": 0.0}
+            # every mode keeps its column (CSV, plots); a disabled mode's reward is NaN
+            record = {"step": state.step} | {f"reward_{m}": 0.0 if m in cfg.sampling_modes else math.nan for m in MODES}
             for b, (roll, rew) in enumerate(zip(rolls, rewards)):
                 modes = np.array(roll.mode)
                 tok, fr = modes == "token", modes == "frame"
@@ -161,7 +185,7 @@ def train_policy(policy, inputs_fn: InputsFn, reward_fn: RewardFn, num_items: in
                 memory[b]["token_rewards"] += rew[tok].tolist()
                 memory[b]["frame_actions"] += list(roll.frame_actions)
                 memory[b]["frame_rewards"] += rew[fr].tolist()
-                for mode in ("content", "token", "frame"):
+                for mode in cfg.sampling_modes:
                     record[f"reward_{mode}"] += float(rew[modes == mode].mean()) / len(idx)
                 state.sample_rates[int(idx[b])] = adapt_sample_rate(rates[b], float(rew[tok].mean()), floor=cfg.min_sample_rate,
                                                                     cap=cfg.max_sample_rate)

@@ -42,7 +42,15 @@ def test_notebooks_run_end_to_end(tmp_path):
     run_notebook(NB / "08-audit.ipynb", {"world": {"num_frames": 8}, "audit": {"num_items": 3, "fastv_layer": 0, "top_k": 12, "seed": 0},
                  "world_dir": d["world"], "model_dir": d["model"], "policy_dir": d["policy"], "metrics_dir": d["metrics"],
                  "tables_dir": d["tables"], "figures_dir": d["figures"]}, d["executed"], cwd=ROOT)
-    run_notebook(NB / "09-report.ipynb", {"reports_dir": str(tmp_path)}, d["executed"], cwd=ROOT)
+    ablations = {"train": {"steps": 4, "items_per_step": 2, "num_generations": 8, "num_iter_for_item": 2}, "train_items": 16,
+                 "retention_ratios": [0.1], "imp_ratios": [0.5, 1.0], "variants": {
+                     "sampler": {"grouped": {}, "independent": {"sampler": "independent"}},
+                     "sampling_modes": {"token": {"sampling_modes": ["token"]}, "all": {}}}}
+    run_notebook(NB / "09-ablations.ipynb", {"world": {"num_frames": 8}, "ablations": ablations, "world_dir": d["world"],
+                 "model_dir": d["model"], "filtered_file": filtered, "policy_dir": d["policy"],
+                 "policy_metrics": str(tmp_path / "metrics" / "policy.json"), "metrics_dir": d["metrics"],
+                 "tables_dir": d["tables"], "plots_dir": d["plots"], "figures_dir": d["figures"]}, d["executed"], cwd=ROOT)
+    run_notebook(NB / "10-report.ipynb", {"reports_dir": str(tmp_path)}, d["executed"], cwd=ROOT)
     blind = json.loads((tmp_path / "metrics" / "blind_filter.json").read_text())
     assert blind["num_train"] == 16 * 4 and blind["num_kept"] == len(json.loads(open(filtered).read()))
     pol = json.loads((tmp_path / "metrics" / "policy.json").read_text())
@@ -63,6 +71,10 @@ def test_notebooks_run_end_to_end(tmp_path):
     audit = json.loads((tmp_path / "metrics" / "audit.json").read_text())
     assert audit["num_items"] == 3 and audit["contribution_spearman_with_contribution"] == 1.0
     assert (tmp_path / "figures" / "audit_heatmaps.png").stat().st_size > 1000
+    abl = json.loads((tmp_path / "metrics" / "ablations.json").read_text())
+    assert set(abl) == {"sampler", "sampling_modes", "imp_ratio"} and set(abl["sampler"]) == {"grouped", "independent"}
+    runs = {line.split(",")[0] for line in (tmp_path / "plots" / "ablations.csv").read_text().splitlines()[1:]}
+    assert runs == {"base", "sampler=independent", "sampling_modes=token"}  # the base run is shared, trained once
     report = (tmp_path / "README.md").read_text()
     assert "## Main table" in report and "![Contribution vs attention](figures/audit_heatmaps.png)" in report
     vlm_acc = json.loads((tmp_path / "metrics" / "vlm.json").read_text())["accuracy_full"]
@@ -77,7 +89,7 @@ def test_notebooks_run_end_to_end(tmp_path):
     assert sorted(p.name for p in (tmp_path / "executed").iterdir()) == [
         "01-build-world.ipynb", "02-train-video-llm.ipynb", "03-evaluate-video-llm.ipynb", "04-filter-blind.ipynb",
         "05-train-policy.ipynb", "06-evaluate-policy.ipynb", "07-benchmark.ipynb", "08-audit.ipynb",
-        "09-report.ipynb"]
+        "09-ablations.ipynb", "10-report.ipynb"]
 
 
 def test_every_stage_reads_declared_params_only():
