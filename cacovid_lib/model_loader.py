@@ -1,5 +1,6 @@
 """Load a real video LLM (LLaVA-OneVision or Qwen2.5-VL) from a local folder or the local Hugging Face cache and
-wrap it in the kit's adapter; never reaches the network, and every bad input is a one-line KitInputError."""
+wrap it in the kit's adapter (with `chat_template`, the prompt template that puts a real question through the model's
+own chat template); never reaches the network, and every bad input is a one-line KitInputError."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -92,3 +93,38 @@ def load_video_llm(path_or_hub_id, num_frames: int, device="cpu", dtype="float32
         return VideoLLM(model, tokenizer, num_frames)
     model, tokenizer = load_pretrained(Qwen2_5_VLForConditionalGeneration, folder, device, dtype, attn_implementation)
     return Qwen25VLVideoLLM(model, tokenizer, num_frames, **({} if frame_size is None else {"frame_size": frame_size}))
+
+
+# ---- the model's chat template, for real prompts (benchmarks, Video-R1 training) ----------------------------
+# What goes before the question in the one user message: lmms-eval's llava_hf model (which the CaCoVID release
+# evaluates with) writes "<video>\n" + question; Qwen2.5-VL's template writes its video markers, then the question.
+VIDEO_CONTENT = {"llava_onevision": "<video>\n", "qwen2_5_vl": "<|vision_start|><|video_pad|><|vision_end|>"}
+VIDEO_MARK = {"llava_onevision": "<video>", "qwen2_5_vl": "<|video_pad|><|vision_end|>"}  # what each adapter splits on
+# Qwen2's ChatML with its default system prompt: the fallback for tokenizers without a chat template
+CHATML = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n"
+_QUESTION = "QUESTION7F3A9C"  # stands for the question while the chat template is rendered
+
+
+def chat_template(vlm) -> str:
+    """A prompt template for the adapter (`vlm.prompt_template`) that puts the video and the question
+    (`{problem}`, the item's whole question text) through the model's own chat template: one user message,
+    generation prompt added. Rendered with the tokenizer's chat template, first with the message as a string (as
+    lmms-eval's llava_hf model passes it), then, for templates that only render typed content lists (llava-hf's
+    processor template), as [video, text]; a tokenizer without a usable chat template gets Qwen2's ChatML, the
+    format both models' LLMs were tuned on."""
+    kind = "qwen2_5_vl" if isinstance(vlm, Qwen25VLVideoLLM) else "llava_onevision"
+    forms = [VIDEO_CONTENT[kind] + _QUESTION, [{"type": "video"}, {"type": "text", "text": _QUESTION}]]
+    for content in forms:
+        try:
+            text = vlm.tokenizer.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                                     add_generation_prompt=True)
+        except Exception:  # no template, or one that cannot render this form (jinja errors vary): try the next form
+            continue
+        if isinstance(text, str) and text.count(_QUESTION) == 1 and text.count(VIDEO_MARK[kind]) == 1:
+            return _as_template(text)
+    return _as_template(CHATML.format(content=VIDEO_CONTENT[kind] + _QUESTION))
+
+
+def _as_template(text: str) -> str:
+    # literal braces of the rendered text must survive str.format; the question's place becomes {problem}
+    return text.replace("{", "{{").replace("}", "}}").replace(_QUESTION, "{problem}")

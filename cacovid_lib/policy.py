@@ -107,8 +107,9 @@ def save_policy(policy: CompressionPolicy, folder, base_model: str, extra: dict 
                                                        **(extra or {})})
 
 
-def load_policy(folder, language_model) -> CompressionPolicy:
-    """Load a policy checkpoint onto `language_model`'s architecture; a hidden-size mismatch is a clear error."""
+def load_policy(folder, language_model, dtype: torch.dtype | None = None) -> CompressionPolicy:
+    """Load a policy checkpoint onto `language_model`'s architecture; a hidden-size mismatch is a clear error.
+    dtype: the policy's parameter dtype (default: the LLM's); float32 keeps a resumed run's float32 weights exact."""
     from safetensors.torch import load_file
 
     folder = Path(folder)
@@ -120,6 +121,7 @@ def load_policy(folder, language_model) -> CompressionPolicy:
         raise KitInputError(f"{folder}: policy was trained for hidden size {config['hidden_size']} "
                             f"({config['base_model']}), the model has {language_model.config.hidden_size}")
     policy = CompressionPolicy.from_llm(language_model)
+    policy = policy if dtype is None else policy.to(dtype)
     missing, unexpected = policy.load_state_dict(load_file(str(weights)), strict=False)
     missing = [k for k in missing if "rotary_emb" not in k]
     if missing or unexpected:

@@ -188,6 +188,19 @@ def question_prompt(item: dict, template: Literal["video-r1", "cacovid"] = "vide
     return QUESTION_TEMPLATE.format(Question=question) + TYPE_TEMPLATE[problem_type]
 
 
+def policy_question(item: dict) -> str:
+    """The question text the kit trains a real model's policy with (put through the model's chat template):
+    the release's short templates (`question_prompt(item, "cacovid")`: no reasoning instructions, so the answer
+    is in the first few generated tokens), with a multiple-choice item's options appended as Video-R1's grpo.py
+    appends them (`problem + "Options:\n"`, one line per option), because the release's template does not add
+    them and a Video-R1 `problem` need not hold them. Items without `options` (the release's filtered file has no
+    such field) keep their `problem` as it is."""
+    problem = item["problem"]
+    if item["problem_type"] == "multiple choice" and item.get("options"):
+        problem += "Options:\n" + "".join(option + "\n" for option in item["options"])
+    return CACOVID_QUESTION_TEMPLATE.format(Question=problem) + CACOVID_TYPE_TEMPLATE[item["problem_type"]]
+
+
 def write_filtered(items: Iterable[dict], out_file) -> int:
     """Write `items` as a JSON list in the schema they were read in (the kit's added keys dropped),
     atomically, like the release's `Video-R1-llava_onevision_filtered.json`. Returns how many were written."""
