@@ -127,7 +127,7 @@ write_json_atomic(f"{metrics_dir}/benchmark.json", metrics)
 # ## Efficiency for one video at `efficiency_ratio`: selection time, LLM prefill, peak memory
 # Medians over `timing_repeats` after warm-up, one process on this machine. The prefill is one forward over the
 # prompt with the kept tokens (FastV: every token through its first layers, then the kept ones).
-# Our FastV and temporal merge re-run the first layers for their attention scores, and VisionZip re-runs the
+# Our FastV and temporal merge re-run the whole LLM (eager attention) for their attention scores, and VisionZip re-runs the
 # vision encoder; fused implementations get these from the forward they are part of.
 
 # %%
