@@ -1,0 +1,59 @@
+"""Which objects do the kept tokens show? For each method at a retention ratio, on the test split: the share of
+questions whose kept tokens include the asked-about object, the mean number of the video's 4 objects covered,
+and the share of kept tokens on no object (background or clutter). A diagnostic for the benchmark's results,
+run by hand after `make repro`:
+
+    .venv/bin/python scripts/token_coverage.py --retention 0.05
+"""
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cacovid_lib import baselines
+from cacovid_lib.adapter import VideoLLM
+from cacovid_lib.data import load_split
+from cacovid_lib.evaluation import Selection, encode_split_videos, random_keep_rule
+from cacovid_lib.policy import load_policy
+from cacovid_lib.policy_task import policy_keep_rule
+
+
+def coverage(split, keeps: torch.Tensor) -> dict:
+    labels = split.object_labels[split.video_of_item].reshape(len(split), -1)  # (items, N) object index, -1 none
+    kept = keeps.numpy()
+    target = np.array([it["target_object"] for it in split.items])
+    on_target = ((labels == target[:, None]) & kept).any(1)
+    objects = [len(set(labels[i][kept[i]]) - {-1}) for i in range(len(split))]
+    return {"target_object_kept": float(on_target.mean()), "objects_covered_of_4": float(np.mean(objects)),
+            "kept_on_no_object": float((labels[kept] == -1).mean())}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--retention", type=float, default=0.05)
+    args = parser.parse_args()
+    vlm = VideoLLM.from_pretrained("models/small_vlm", num_frames=8)
+    policy = load_policy("models/policy", vlm.model.model.language_model).eval()
+    imp_ratio = json.load(open("reports/metrics/policy.json"))["imp_ratio"]
+    test = load_split("data/world", "test", 8)
+    embeds = encode_split_videos(vlm, test)[test.video_of_item]  # (items, N+1, D)
+    rules = {"CaCoVID": policy_keep_rule(vlm, policy, test.items, args.retention, imp_ratio),
+             "DivPrune": baselines.divprune_rule(args.retention),
+             "FastV (input)": baselines.fastv_rule(vlm, test.items, args.retention, 0, inside_llm=False),
+             "Random": random_keep_rule(args.retention)}
+    rows = {}
+    for name, rule in rules.items():
+        keeps = []
+        for start in range(0, len(test), 64):
+            idx = np.arange(start, min(start + 64, len(test)))
+            sel = rule(idx, embeds[idx])
+            keeps.append((sel.keeps if isinstance(sel, Selection) else sel).cpu())
+        rows[name] = coverage(test, torch.cat(keeps))
+    print(f"retention {args.retention}, test split ({len(test)} questions)")
+    print(pd.DataFrame(rows).T.round(3).to_markdown())
+
+
+if __name__ == "__main__":
+    main()
