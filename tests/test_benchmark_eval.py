@@ -19,7 +19,7 @@ from cacovid_lib.model_loader import CHATML, load_video_llm
 from cacovid_lib.policy import CompressionPolicy, save_policy
 from cacovid_lib.video_io import write_video
 from conftest import ROOT
-from test_real_backends import QWEN_FRAME, qwen_tokenizer, tiny_qwen
+from conftest import QWEN_FRAME
 
 NUM_FRAMES = 4
 LLAVA_TOKENS = NUM_FRAMES * 4 * 4  # 64x64 frames, 8x8 patches pooled to 4x4
@@ -35,27 +35,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def llava_dir(tmp_path_factory):
-    from cacovid_lib.small_vlm import SmallVLMConfig, build_small_vlm
-    from cacovid_lib.tokenizer import build_tokenizer
-
-    folder = tmp_path_factory.mktemp("llava")
-    tokenizer = build_tokenizer()
-    build_small_vlm(tokenizer, SmallVLMConfig(text_hidden=64, text_layers=2, vision_hidden=32), seed=0).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def qwen_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("qwen")
-    tokenizer = qwen_tokenizer()
-    tiny_qwen(tokenizer).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")

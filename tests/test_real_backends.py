@@ -15,74 +15,15 @@ from cacovid_lib.preprocess import qwen2_5_vl_pixels
 from cacovid_lib.qwen_adapter import Qwen25VLVideoLLM
 from cacovid_lib.rewards import generation_rewards, multiple_choice_rewards
 from cacovid_lib.selection import select_tokens
+from conftest import QWEN_FRAME
 
 NUM_FRAMES = 4
-QWEN_FRAME = (112, 168)  # 8x12 patches -> 4x6 video tokens per 2 frames: not square, so h and w cannot be swapped
 ITEMS = [
     {"problem": "what colour is the circle ?", "options": ["A. red circle", "B. blue square", "C. green cross", "D. red ring"],
      "problem_type": "multiple choice", "solution": "<answer>A</answer>"},
     {"problem": "which shape appears in the video ?", "options": ["A. ring", "B. square", "C. cross", "D. triangle"],
      "problem_type": "free-form", "solution": "<answer>square</answer>"},
 ]
-
-
-def qwen_tokenizer():
-    """The kit's word-level vocabulary plus the special tokens of Qwen2.5-VL's chat template."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    from cacovid_lib.tokenizer import PUNCTUATION, TEMPLATE_WORDS
-    from cacovid_lib.world import COLOURS, LETTERS, SHAPES
-
-    specials = ["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-                "<|video_pad|>", "<|image_pad|>"]
-    words = specials + TEMPLATE_WORDS + ["colour", "circle"] + list(COLOURS) + list(SHAPES) + [c.lower() for c in LETTERS] + PUNCTUATION
-    core = Tokenizer(models.WordLevel(vocab={w: i for i, w in enumerate(dict.fromkeys(words))}, unk_token="<unk>"))
-    core.normalizer = normalizers.Lowercase()
-    core.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<|endoftext|>", unk_token="<unk>", eos_token="<|im_end|>",
-                                   extra_special_tokens=specials[2:])  # matched before splitting, as in Qwen's tokenizer
-
-
-def tiny_qwen(tokenizer):
-    """A randomly initialised Qwen2.5-VL: 2-block vision tower (patch 14, merge 2, windowed + full attention), 2-layer LLM."""
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
-    ids = tokenizer.convert_tokens_to_ids
-    config = Qwen2_5_VLConfig(
-        vision_config=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=14, spatial_merge_size=2,
-                           temporal_patch_size=2, out_hidden_size=64, window_size=56, fullatt_block_indexes=[1],
-                           tokens_per_second=2),
-        text_config=dict(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
-                         bos_token_id=None, eos_token_id=ids("<|im_end|>"), pad_token_id=tokenizer.pad_token_id),
-        image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
-        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"), tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
-    return Qwen2_5_VLForConditionalGeneration(config).eval()
-
-
-@pytest.fixture(scope="module")
-def qwen_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("qwen")
-    tokenizer = qwen_tokenizer()
-    tiny_qwen(tokenizer).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def llava_dir(tmp_path_factory):
-    from cacovid_lib.small_vlm import SmallVLMConfig, build_small_vlm
-    from cacovid_lib.tokenizer import build_tokenizer
-
-    folder = tmp_path_factory.mktemp("llava")
-    tokenizer = build_tokenizer()
-    build_small_vlm(tokenizer, SmallVLMConfig(text_hidden=64, text_layers=2, vision_hidden=32), seed=0).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
