@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from contextlib import contextmanager
@@ -41,7 +40,7 @@ from .adapter import VideoLLM
 from .benchmarks import LETTERS, accuracy_by_category, parse_answer
 from .efficiency import median_ms
 from .evaluation import Selection, keep_all, option_scores, random_keep_rule
-from .io_utils import KitInputError, write_json_atomic
+from .io_utils import KitInputError, append_jsonl, read_jsonl_records, run_cli, write_json_atomic
 from .model_loader import chat_template
 from .policy import CompressionPolicy
 from .policy_task import policy_keep_rule
@@ -54,7 +53,6 @@ from .world import answer_letter
 METHODS = ("all", "cacovid", "random", "uniform", "divprune")
 LLAVA_ONLY_METHODS = ("fastv", "fastv_input", "visionzip", "temporal_merge")
 ANSWER_MODES = ("generate", "loglikelihood")
-RUN_KEYS = ("method", "retention", "answer_mode")  # a results file holds one run: these must match on resume
 
 # selector(item indices, pixels (B, ...), video embeds (B, N+1, D)) -> Selection
 Selector = Callable[[np.ndarray, torch.Tensor, torch.Tensor], Selection]
@@ -207,41 +205,8 @@ def evaluate_batch(vlm, views: list[dict], idx: np.ndarray, select: Selector, ru
 
 # ---- the results file ----------------------------------------------------------------------------------
 def read_results(out_file, run: dict | None = None) -> dict[str, dict]:
-    """problem_id -> record of the items already in `out_file` (JSON lines). A last line cut off by a kill is
-    removed from the file; a record of another run (RUN_KEYS differ from `run`) is a one-line error."""
-    out_file = Path(out_file)
-    if not out_file.is_file():
-        return {}
-    text = out_file.read_text()
-    lines = text.split("\n")
-    records = {}
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        last = n == len(lines)  # non-empty only when the file does not end with a newline: the run was killed
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            if not last:
-                raise KitInputError(f"{out_file}: line {n} is not valid JSON") from None
-            out_file.write_text(text[:len(text) - len(line)])  # cut off while written: dropped, redone
-            break
-        if last:  # complete, only its newline was not written
-            with open(out_file, "a") as f:
-                f.write("\n")
-        differ = [k for k in RUN_KEYS if run is not None and record.get(k) != run[k]]
-        if differ:
-            raise KitInputError(f"{out_file}: holds another run ({differ[0]} {record.get(differ[0])!r}, this run "
-                                f"{run[differ[0]]!r}); choose another output file")
-        records[str(record.get("problem_id"))] = record
-    return records
-
-
-def _append(out_file: Path, records: list[dict]) -> None:
-    with open(out_file, "a") as f:
-        f.write("".join(json.dumps(r) + "\n" for r in records))
-        f.flush()
-        os.fsync(f.fileno())  # on disk before the next batch: a kill loses at most the batch being computed
+    """problem_id -> record of the items already in `out_file` (JSON lines; io_utils.read_jsonl_records)."""
+    return read_jsonl_records(out_file, "problem_id", run)
 
 
 # ---- the evaluation ------------------------------------------------------------------------------------
@@ -273,7 +238,7 @@ def evaluate_benchmark(vlm, items: Sequence[dict], method: str, retention: float
         select = make_selector(vlm, views, method, run["retention"], policy, imp_ratio, seed, **method_kw)
         for start in range(0, len(todo), batch_size):
             records = evaluate_batch(vlm, views, todo[start:start + batch_size], select, run, max_new_tokens)
-            _append(out_file, records)
+            append_jsonl(out_file, records)
             done.update((r["problem_id"], r) for r in records)
             bar.update(len(records))
     return accuracy_by_category(items, [done[str(it["problem_id"])]["predicted"] for it in items])
@@ -470,7 +435,8 @@ def run(settings: dict) -> dict:
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
-    try:
+
+    def body() -> int:
         if args.collect:
             main_table, efficiency = collect(args.collect)
             main_table.to_csv(Path(args.collect) / "main_table.csv", index=False)
@@ -484,10 +450,9 @@ def main(argv=None) -> int:
         print(pd.DataFrame(summary["table"]).to_markdown(index=False))
         print(f"\nscore {100 * summary['score']:.2f} ({summary['benchmark']}, {summary['method']} at retention "
               f"{summary['retention']}); results in {settings['out']}")
-    except (KitInputError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":

@@ -94,10 +94,3 @@ def accuracy_table(split, preds: np.ndarray) -> pd.DataFrame:
     table = df.groupby("question_type")["correct"].mean()
     table["overall"] = df["correct"].mean()
     return table.rename("accuracy").to_frame()
-
-
-def blind_filter(vlm: VideoLLM, split, batch_size: int = 64) -> list[dict]:
-    """Blind filtering (METHOD §4): the items the model does *not* answer correctly without the video; the
-    others carry no signal about which tokens matter."""
-    preds, _ = predict(vlm, split, keep_none, batch_size, desc="blind filter")
-    return [item for item, p, a in zip(split.items, preds, split.answers) if p != a]

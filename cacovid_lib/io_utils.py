@@ -1,11 +1,13 @@
-"""Atomic file writes and the kit's one-line input error."""
+"""Atomic file writes, resumable JSON-lines records, and the kit's one-line input error."""
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
 
 class KitInputError(ValueError):
@@ -58,3 +60,52 @@ def save_csv(df, path) -> None:
     """Write a pandas DataFrame as CSV atomically."""
     with atomic_path(path) as tmp:
         df.to_csv(tmp, index=False)
+
+
+def read_jsonl_records(path, key: str, run: dict | None = None) -> dict[str, dict]:
+    """str(record[key]) -> record of the JSON lines already in `path` (a resumable run's output; {} if none).
+    A last line cut off by a kill is removed from the file (its item is redone); a record whose `run` fields differ
+    from `run` belongs to another run: a one-line error."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    text = path.read_text()
+    lines = text.split("\n")
+    records = {}
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        last = n == len(lines)  # non-empty only when the file does not end with a newline: the run was killed
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if not last:
+                raise KitInputError(f"{path}: line {n} is not valid JSON") from None
+            path.write_text(text[:len(text) - len(line)])  # cut off while written: dropped, redone
+            break
+        if last:  # complete, only its newline was not written
+            with open(path, "a") as f:
+                f.write("\n")
+        differ = [k for k in (run or {}) if record.get(k) != run[k]]
+        if differ:
+            raise KitInputError(f"{path}: holds another run ({differ[0]} {record.get(differ[0])!r}, this run "
+                                f"{run[differ[0]]!r}); choose another output file")
+        records[str(record.get(key))] = record
+    return records
+
+
+def append_jsonl(path, records: list[dict]) -> None:
+    """Append records as JSON lines, on disk before returning: a kill loses at most the batch being computed."""
+    with open(path, "a") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in records))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def run_cli(body: Callable[[], int]) -> int:
+    """A command line's exit status: body()'s, or 2 with `error: <one line>` on stderr for bad input or a missing file."""
+    try:
+        return body()
+    except (KitInputError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -6,7 +6,7 @@ On the embedded world (the notebook stage's training):
         --items data/filtered/train.json --out models/policy
 
 On a real video LLM (LLaVA-OneVision or Qwen2.5-VL) and Video-R1 (video items only, as the release), e.g. on
-8 GPUs with the GPU profile (params.gpu.yaml; GPU_PROFILE.md has the full command):
+8 GPUs with the GPU profile (params.gpu.yaml; the README's GPU profile has the full commands):
 
     accelerate launch --config_file configs/accelerate_multi_gpu.yaml -m cacovid_lib.launch_policy_training \\
         --params params.gpu.yaml --model llava_onevision_7b --video-r1 Video-R1-filtered.json \\
@@ -85,11 +85,12 @@ def main(argv=None) -> int:
     from accelerate import Accelerator
     from safetensors.torch import save_file
 
-    from .io_utils import KitInputError
+    from .io_utils import KitInputError, run_cli
     from .policy_task import train_policy_on_split, train_policy_on_video_r1
 
     args = _parser().parse_args(argv)
-    try:
+
+    def body() -> int:
         with open(args.params) as f:
             params = yaml.safe_load(f)
         video_r1 = params.get("policy", {}).get("video_r1", {})
@@ -125,10 +126,9 @@ def main(argv=None) -> int:
             Path(args.save_replicas).mkdir(parents=True, exist_ok=True)
             save_file({k: v.detach().cpu().contiguous() for k, v in policy.state_dict().items() if "rotary" not in k},
                       f"{args.save_replicas}/process{accelerator.process_index}.safetensors")
-    except (KitInputError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":

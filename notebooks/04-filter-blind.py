@@ -23,7 +23,7 @@ metrics_dir = "reports/metrics"
 # %%
 from cacovid_lib.adapter import VideoLLM
 from cacovid_lib.data import load_split
-from cacovid_lib.evaluation import blind_filter
+from cacovid_lib.blind_filter import blind_filter
 from cacovid_lib.io_utils import write_json_atomic
 
 vlm = VideoLLM.from_pretrained(model_dir, num_frames=world["num_frames"])

@@ -92,3 +92,25 @@ def llava_dir(tmp_path_factory):
     build_small_vlm(tokenizer, SmallVLMConfig(text_hidden=64, text_layers=2, vision_hidden=32), seed=0).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def video_r1(tmp_path_factory):
+    """A Video-R1 media root with four tiny MP4s and one image item (skipped: videos only, as the release)."""
+    import json
+
+    import numpy as np
+
+    from cacovid_lib.video_io import write_video
+
+    root = tmp_path_factory.mktemp("Video-R1-data")
+    rng = np.random.default_rng(1)
+    items = []
+    for n in range(4):
+        write_video(root / f"videos/v{n}.mp4", rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8))
+        items.append({"problem_id": n, "problem": "what colour is the circle ?", "data_type": "video",
+                      "problem_type": "multiple choice", "options": ["A. red", "B. blue", "C. green", "D. cyan"],
+                      "solution": f"<answer>{'ABCD'[n]}</answer>", "path": f"./videos/v{n}.mp4", "data_source": "fixture"})
+    items.append(dict(items[0], problem_id=9, data_type="image", path="./images/none.png"))
+    (root / "train.json").write_text(json.dumps(items))
+    return root / "train.json", root

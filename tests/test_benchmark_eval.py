@@ -262,22 +262,6 @@ def test_collect_makes_the_papers_share_of_the_all_tokens_average(tmp_path):
 
 
 # ---- policy training on Video-R1 -------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def video_r1(tmp_path_factory):
-    """A Video-R1 media root with four tiny MP4s and one image item (skipped: videos only, as the release)."""
-    root = tmp_path_factory.mktemp("Video-R1-data")
-    rng = np.random.default_rng(1)
-    items = []
-    for n in range(4):
-        write_video(root / f"videos/v{n}.mp4", rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8))
-        items.append({"problem_id": n, "problem": "what colour is the circle ?", "data_type": "video",
-                      "problem_type": "multiple choice", "options": ["A. red", "B. blue", "C. green", "D. cyan"],
-                      "solution": f"<answer>{'ABCD'[n]}</answer>", "path": f"./videos/v{n}.mp4", "data_source": "fixture"})
-    items.append(dict(items[0], problem_id=9, data_type="image", path="./images/none.png"))
-    (root / "train.json").write_text(json.dumps(items))
-    return root / "train.json", root
-
-
 def test_video_r1_training_through_the_launcher_streams_each_batch_once(llava_dir, video_r1, tmp_path, monkeypatch):
     from cacovid_lib import launch_policy_training, video_r1 as video_r1_module
     from cacovid_lib.policy import load_policy
