@@ -50,7 +50,56 @@ def load_model_folder(path, device="cpu", dtype=torch.float32, attn_implementati
     return model.to(device).eval(), tokenizer
 
 
-class VideoLLM:
+class VideoLLMBase:
+    """What every backend's adapter shares: its device, the video-token count of its grid (t, h, w), the policy's
+    inputs and greedy decoding. Subclasses set `model`, `tokenizer` and `grid`, and give `assemble` and
+    `pad_positions`."""
+
+    @property
+    def device(self):
+        return self.model.device
+
+    @property
+    def num_video_tokens(self) -> int:
+        t, h, w = self.grid
+        return t * h * w
+
+    @torch.no_grad()
+    def policy_inputs(self, prompts: list[Prompt], video_embeds: torch.Tensor) -> PolicyInputs:
+        """What the policy sees (METHOD §2): the full prompts with every video token, right-padded.
+        video_embeds (B, N+1, D) -> PolicyInputs with embeds (B, L, D), the backend's position ids (pad_positions)
+        and video_mask True on the N video tokens."""
+        n = video_embeds.shape[1] - 1
+        seqs = [self.assemble(p, v, torch.ones(n, dtype=torch.bool)) for p, v in zip(prompts, video_embeds)]
+        lengths = torch.tensor([e.shape[0] for e, _ in seqs])
+        embeds = torch.nn.utils.rnn.pad_sequence([e for e, _ in seqs], batch_first=True)  # (B, L, D)
+        positions = self.pad_positions([q for _, q in seqs])
+        cols = torch.arange(embeds.shape[1])[None]  # (1, L)
+        attention_mask = (cols < lengths[:, None]).long()
+        starts = torch.tensor([len(p.prefix_ids) for p in prompts])[:, None]
+        video_mask = (cols >= starts) & (cols < starts + n)  # (B, L)
+        return PolicyInputs(embeds, positions.to(embeds.device), attention_mask.to(embeds.device),
+                            video_mask.to(embeds.device), video_embeds[:, :n], self.grid)
+
+    def decode_greedy(self, next_logits, rows: int, stop: set[int], max_new_tokens: int) -> list[str]:
+        """Greedy decoding of `rows` answers without a KV cache (the answers are short): next_logits(outs) -> (B, V),
+        the logits of each row's next token after its prompt and its tokens so far, outs[b]. A row ends at a token
+        in `stop` (not kept) or after `max_new_tokens`. -> the decoded answers."""
+        outs: list[list[int]] = [[] for _ in range(rows)]
+        done = [False] * rows
+        for _ in range(max_new_tokens):
+            nxt = next_logits(outs).argmax(-1).tolist()  # (B,)
+            for b, tok in enumerate(nxt):
+                if not done[b]:
+                    done[b] = tok in stop
+                    if not done[b]:
+                        outs[b].append(tok)
+            if all(done):
+                break
+        return [self.tokenizer.decode(o, skip_special_tokens=True).strip() for o in outs]
+
+
+class VideoLLM(VideoLLMBase):
     """A frozen LLaVA-OneVision model seen through the operations CaCoVID needs."""
 
     def __init__(self, model, tokenizer, num_frames: int, prompt_template: str = DEFAULT_PROMPT):
@@ -67,15 +116,6 @@ class VideoLLM:
     def from_pretrained(cls, path, num_frames: int, device="cpu", prompt_template: str = DEFAULT_PROMPT, **kw):
         model, tokenizer = load_model_folder(path, device=device, **kw)
         return cls(model, tokenizer, num_frames, prompt_template)
-
-    @property
-    def device(self):
-        return self.model.device
-
-    @property
-    def num_video_tokens(self) -> int:
-        t, h, w = self.grid
-        return t * h * w
 
     # ---- video -> embeddings -------------------------------------------------------------------
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
@@ -126,21 +166,9 @@ class VideoLLM:
         ).last_hidden_state
         return self.model.lm_head(hidden)
 
-    @torch.no_grad()
-    def policy_inputs(self, prompts: list[Prompt], video_embeds: torch.Tensor) -> PolicyInputs:
-        """What the policy sees (METHOD §2): the full prompts with every video token, right-padded.
-        video_embeds (B, N+1, D) -> PolicyInputs with embeds (B, L, D) and video_mask True on the N video tokens."""
-        n = video_embeds.shape[1] - 1
-        seqs = [self.assemble(p, v, torch.ones(n, dtype=torch.bool)) for p, v in zip(prompts, video_embeds)]
-        lengths = torch.tensor([e.shape[0] for e, _ in seqs])
-        embeds = torch.nn.utils.rnn.pad_sequence([e for e, _ in seqs], batch_first=True)  # (B, L, D)
-        positions = torch.nn.utils.rnn.pad_sequence([p for _, p in seqs], batch_first=True)  # (B, L)
-        cols = torch.arange(embeds.shape[1])[None]  # (1, L)
-        attention_mask = (cols < lengths[:, None]).long()
-        starts = torch.tensor([len(p.prefix_ids) for p in prompts])[:, None]
-        video_mask = (cols >= starts) & (cols < starts + n)  # (B, L)
-        return PolicyInputs(embeds, positions.to(embeds.device), attention_mask.to(embeds.device),
-                            video_mask.to(embeds.device), video_embeds[:, :n], self.grid)
+    def pad_positions(self, positions: list[torch.Tensor]) -> torch.Tensor:
+        """Position ids of right-padded sequences: (L_b,) each -> (B, L)."""
+        return torch.nn.utils.rnn.pad_sequence(positions, batch_first=True)
 
     def continuation_logprobs(self, prompts, video_embeds, keeps, continuations) -> torch.Tensor:
         """Sum of log p(continuation tokens) for each (prompt, video, keep-mask, continuation) -> (B,)."""
@@ -258,20 +286,13 @@ class VideoLLM:
     @torch.no_grad()
     def generate(self, items: list[dict], video_embeds: torch.Tensor, keeps: torch.Tensor, max_new_tokens: int = 16) -> list[str]:
         """Greedy decoding for free-form answers, every (item, video, keep-mask) row in one batched forward per
-        new token. video_embeds (B, N+1, D), keeps (B, N) -> B strings. (No KV cache: the answers are short.)"""
+        new token. video_embeds (B, N+1, D), keeps (B, N) -> B strings."""
         prompts = [self.prompt(item) for item in items]
-        outs: list[list[int]] = [[] for _ in items]
-        done = [False] * len(items)
-        for _ in range(max_new_tokens):
+
+        def next_logits(outs):
             seqs = [self.assemble(p, v, k, o) for p, v, k, o in zip(prompts, video_embeds, keeps, outs)]
             logits = self.forward_sequences(seqs)  # (B, L_max, V)
             last = torch.tensor([e.shape[0] - 1 for e, _ in seqs], device=self.device)
-            nxt = logits[torch.arange(len(seqs)), last].argmax(-1).tolist()  # (B,)
-            for b, tok in enumerate(nxt):
-                if not done[b]:
-                    done[b] = tok == self.tokenizer.eos_token_id
-                    if not done[b]:
-                        outs[b].append(tok)
-            if all(done):
-                break
-        return [self.tokenizer.decode(o, skip_special_tokens=True).strip() for o in outs]
+            return logits[torch.arange(len(seqs)), last]  # (B, V)
+
+        return self.decode_greedy(next_logits, len(items), {self.tokenizer.eos_token_id}, max_new_tokens)

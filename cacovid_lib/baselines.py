@@ -48,6 +48,21 @@ def eager_attention(model):
         model.set_attn_implementation(before)
 
 
+def remembered(score_fn):
+    """score_fn(idx, video_embeds) -> (B, N), computed once per batch of item indices and then looked up: the
+    scores a method ranks by do not depend on the retention ratio, so a sweep over ratios can share them
+    (pass the result as the rules' `scores`)."""
+    cache: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def scores(idx, video_embeds):
+        key = tuple(int(i) for i in idx)
+        if key not in cache:
+            cache[key] = score_fn(idx, video_embeds)
+        return cache[key]
+
+    return scores
+
+
 # ---- uniform (random: evaluation.random_keep_rule) ----------------------------------------------
 def uniform_rule(vlm: VideoLLM, retention: float):
     """Evenly spaced in time and space: the frame budget is split evenly over frames (earlier frames take the
@@ -92,17 +107,24 @@ def last_token_attention(vlm: VideoLLM, items: list[dict], video_embeds: torch.T
     return torch.stack([row[s:s + n] for row, s in zip(last, starts)])  # (B, N)
 
 
-def fastv_rule(vlm: VideoLLM, items: list[dict], retention: float, layer: int = 1, inside_llm: bool = True):
+def last_token_scores(vlm: VideoLLM, items: list[dict], layer: int):
+    """last_token_attention as a score function of (item indices, video_embeds) -> (B, N)."""
+    return lambda idx, video_embeds: last_token_attention(vlm, [items[i] for i in idx], video_embeds, layer)
+
+
+def fastv_rule(vlm: VideoLLM, items: list[dict], retention: float, layer: int = 1, inside_llm: bool = True, scores=None):
     """FastV (Chen et al., "An Image is Worth 1/2 Tokens After Layer 2", ECCV 2024): rank video tokens by the
     attention they receive from the last text token at an early layer and keep the top ones.
     `inside_llm=True` is FastV proper: every token goes through layers 0..`layer`, then the unkept video tokens
     are dropped from the hidden states (FastV's K = layer + 1). `inside_llm=False` is the input-level variant:
     the same ranking, but the tokens are dropped before the LLM (one extra partial forward for the scores).
     Simplification: the ranking uses the last prompt token's attention, head-averaged, as FastV does; the
-    whole forward is re-run for the scores (FastV fuses it into the one forward)."""
+    whole forward is re-run for the scores (FastV fuses it into the one forward). `scores`: a shared
+    `last_token_scores` (e.g. `remembered`), else computed per call."""
+    scores = scores or last_token_scores(vlm, items, layer)
 
     def rule(idx, video_embeds):
-        attention = last_token_attention(vlm, [items[i] for i in idx], video_embeds, layer)  # (B, N)
+        attention = scores(idx, video_embeds)  # (B, N)
         keeps = top_k_mask(attention, token_budget(attention.shape[1], retention))
         return Selection(keeps, prune_after_layer=layer if inside_llm else None)
 
@@ -153,12 +175,23 @@ def visionzip_select(attention: torch.Tensor, video_embeds: torch.Tensor, k: int
     return Selection(keeps, video_embeds=merged)
 
 
-def visionzip_rule(vlm: VideoLLM, split, retention: float, dominant_share: float = 54 / 64):
-    """VisionZip as a keep rule (re-runs the vision encoder on the batch's frames for its attention)."""
+def vision_scores(vlm: VideoLLM, split):
+    """vision_attention_received of the items' frames as a score function of (item indices, video_embeds) -> (B, N)
+    (re-runs the vision encoder on the batch's frames)."""
+
+    def scores(idx, video_embeds):
+        pixels = torch.stack([vlm.preprocess(split.frames[v]) for v in split.video_of_item[idx]])
+        return vision_attention_received(vlm, pixels)
+
+    return scores
+
+
+def visionzip_rule(vlm: VideoLLM, split, retention: float, dominant_share: float = 54 / 64, scores=None):
+    """VisionZip as a keep rule; `scores`: a shared `vision_scores` (e.g. `remembered`), else computed per call."""
+    scores = scores or vision_scores(vlm, split)
 
     def rule(idx, video_embeds):
-        pixels = torch.stack([vlm.preprocess(split.frames[v]) for v in split.video_of_item[idx]])
-        attention = vision_attention_received(vlm, pixels)  # (B, N)
+        attention = scores(idx, video_embeds)  # (B, N)
         return visionzip_select(attention, video_embeds, token_budget(attention.shape[1], retention), dominant_share)
 
     return rule
@@ -226,11 +259,15 @@ def temporal_merge_select(video_tokens: torch.Tensor, grid, importance: torch.Te
     return keep, merged / counts[:, None].to(video_tokens.dtype)
 
 
-def temporal_merge_rule(vlm: VideoLLM, items: list[dict], retention: float, threshold: float = 0.9, layer: int = 1):
+def temporal_merge_rule(vlm: VideoLLM, items: list[dict], retention: float, threshold: float = 0.9, layer: int = 1,
+                        scores=None):
+    """The temporal merge as a keep rule, pruning by FastV's attention (`scores`: a shared `last_token_scores`)."""
+    scores = scores or last_token_scores(vlm, items, layer)
+
     def rule(idx, video_embeds):
         n = video_embeds.shape[1] - 1
         k = token_budget(n, retention)
-        importance = last_token_attention(vlm, [items[i] for i in idx], video_embeds, layer)  # (B, N)
+        importance = scores(idx, video_embeds)  # (B, N)
         keeps, merged = [], video_embeds.clone()
         for row in range(len(idx)):
             keep, merged[row, :n] = temporal_merge_select(video_embeds[row, :n], vlm.grid, importance[row], k, threshold)

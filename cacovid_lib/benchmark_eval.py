@@ -139,20 +139,13 @@ def generate_pruned_inside(vlm: VideoLLM, items: list[dict], video_embeds: torch
     prompts = [vlm.prompt(item) for item in items]
     every = torch.ones(video_embeds.shape[1] - 1, dtype=torch.bool)
     starts = [len(p.prefix_ids) for p in prompts]
-    outs: list[list[int]] = [[] for _ in items]
-    done = [False] * len(items)
-    for _ in range(max_new_tokens):
+
+    def next_logits(outs):
         seqs = [vlm.assemble(p, v, every, o) for p, v, o in zip(prompts, video_embeds, outs)]
         logits, lengths = vlm.forward_pruned_inside(seqs, starts, keeps, after_layer)  # (B, L', V), (B,)
-        nxt = logits[torch.arange(len(seqs), device=logits.device), lengths - 1].argmax(-1).tolist()
-        for b, tok in enumerate(nxt):
-            if not done[b]:
-                done[b] = tok == vlm.tokenizer.eos_token_id
-                if not done[b]:
-                    outs[b].append(tok)
-        if all(done):
-            break
-    return [vlm.tokenizer.decode(o, skip_special_tokens=True).strip() for o in outs]
+        return logits[torch.arange(len(seqs), device=logits.device), lengths - 1]  # (B, V)
+
+    return vlm.decode_greedy(next_logits, len(items), {vlm.tokenizer.eos_token_id}, max_new_tokens)
 
 
 def answer(vlm, items: list[dict], video_embeds: torch.Tensor, sel: Selection, answer_mode: str,

@@ -20,7 +20,7 @@ import math
 import numpy as np
 import torch
 
-from .adapter import Prompt
+from .adapter import Prompt, VideoLLMBase
 from .io_utils import KitInputError
 from .policy import PolicyInputs
 from .preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, _qwen_patchify, check_frames, normalize_frames, resize_frames
@@ -37,7 +37,7 @@ VIDEO_MARK = "<|video_pad|><|vision_end|>"  # where the video tokens (and the tr
 DEFAULT_FRAME_SIZE = (392, 392)  # 28x28 patches -> 14x14 video tokens per 2 frames, LLaVA-OneVision's grid
 
 
-class Qwen25VLVideoLLM:
+class Qwen25VLVideoLLM(VideoLLMBase):
     """A frozen Qwen2.5-VL model seen through the operations CaCoVID needs (same interface as adapter.VideoLLM)."""
 
     def __init__(self, model, tokenizer, num_frames: int, frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE,
@@ -63,15 +63,6 @@ class Qwen25VLVideoLLM:
         self.video_token_id = model.config.video_token_id
         self.vision_end_id = model.config.vision_end_token_id
         self._positions: dict[tuple[int, int], torch.Tensor] = {}  # (prefix length, text length after the video) -> (3, L)
-
-    @property
-    def device(self):
-        return self.model.device
-
-    @property
-    def num_video_tokens(self) -> int:
-        t, h, w = self.grid
-        return t * h * w
 
     # ---- video -> embeddings -------------------------------------------------------------------
     def preprocess(self, frames: np.ndarray) -> torch.Tensor:
@@ -161,22 +152,9 @@ class Qwen25VLVideoLLM:
         hidden, lengths = self.hidden_states(sequences)
         return self.model.lm_head(hidden[torch.arange(len(sequences), device=self.device), lengths - 1])
 
-    @torch.no_grad()
-    def policy_inputs(self, prompts: list[Prompt], video_embeds: torch.Tensor) -> PolicyInputs:
-        """What the policy sees (METHOD §2): the full prompts with every video token, right-padded.
-        video_embeds (B, N+1, D) -> PolicyInputs with embeds (B, L, D), positions (B, 3, L) rotary ids and
-        video_mask True on the N video tokens."""
-        n = video_embeds.shape[1] - 1
-        seqs = [self.assemble(p, v, torch.ones(n, dtype=torch.bool)) for p, v in zip(prompts, video_embeds)]
-        lengths = torch.tensor([e.shape[0] for e, _ in seqs])
-        embeds = torch.nn.utils.rnn.pad_sequence([e for e, _ in seqs], batch_first=True)  # (B, L, D)
-        positions = torch.nn.utils.rnn.pad_sequence([q.T for _, q in seqs], batch_first=True).transpose(1, 2)  # (B, 3, L)
-        cols = torch.arange(embeds.shape[1])[None]  # (1, L)
-        attention_mask = (cols < lengths[:, None]).long()
-        starts = torch.tensor([len(p.prefix_ids) for p in prompts])[:, None]
-        video_mask = (cols >= starts) & (cols < starts + n)  # (B, L)
-        return PolicyInputs(embeds, positions.to(embeds.device), attention_mask.to(embeds.device),
-                            video_mask.to(embeds.device), video_embeds[:, :n], self.grid)
+    def pad_positions(self, positions: list[torch.Tensor]) -> torch.Tensor:
+        """Multimodal rotary ids of right-padded sequences: (3, L_b) each -> (B, 3, L)."""
+        return torch.nn.utils.rnn.pad_sequence([q.T for q in positions], batch_first=True).transpose(1, 2)
 
     def continuation_logprobs(self, prompts, video_embeds, keeps, continuations) -> torch.Tensor:
         """Sum of log p(continuation tokens) for each (prompt, video, keep-mask, continuation) -> (B,)."""
@@ -220,19 +198,10 @@ class Qwen25VLVideoLLM:
     @torch.no_grad()
     def generate(self, items: list[dict], video_embeds: torch.Tensor, keeps: torch.Tensor, max_new_tokens: int = 16) -> list[str]:
         """Greedy decoding, every (item, video, keep-mask) row in one batched forward per new token.
-        video_embeds (B, N+1, D), keeps (B, N) -> B strings. (No KV cache: the answers are short.)"""
+        video_embeds (B, N+1, D), keeps (B, N) -> B strings."""
         prompts = [self.prompt(item) for item in items]
-        stop = self.stop_ids()
-        outs: list[list[int]] = [[] for _ in items]
-        done = [False] * len(items)
-        for _ in range(max_new_tokens):
-            seqs = [self.assemble(p, v, k, o) for p, v, k, o in zip(prompts, video_embeds, keeps, outs)]
-            nxt = self.last_logits(seqs).argmax(-1).tolist()  # (B,)
-            for b, tok in enumerate(nxt):
-                if not done[b]:
-                    done[b] = tok in stop
-                    if not done[b]:
-                        outs[b].append(tok)
-            if all(done):
-                break
-        return [self.tokenizer.decode(o, skip_special_tokens=True).strip() for o in outs]
+
+        def next_logits(outs):
+            return self.last_logits([self.assemble(p, v, k, o) for p, v, k, o in zip(prompts, video_embeds, keeps, outs)])
+
+        return self.decode_greedy(next_logits, len(items), self.stop_ids(), max_new_tokens)

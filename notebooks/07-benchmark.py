@@ -56,16 +56,26 @@ test_embeds = encode_split_videos(vlm, test)  # (V, N+1, D), once for every meth
 ratios = benchmark["retention_ratios"]
 layer = benchmark["fastv_layer"]
 
-METHODS = {  # name -> retention ratio -> keep rule over the test split
-    "CaCoVID": lambda r: policy_keep_rule(vlm, policy, test.items, r, imp_ratio),
-    "Random": lambda r: random_keep_rule(r, benchmark["seed"]),
-    "Uniform": lambda r: baselines.uniform_rule(vlm, r),
-    "FastV": lambda r: baselines.fastv_rule(vlm, test.items, r, layer, inside_llm=True),
-    "FastV (input)": lambda r: baselines.fastv_rule(vlm, test.items, r, layer, inside_llm=False),
-    "VisionZip": lambda r: baselines.visionzip_rule(vlm, test, r, benchmark["visionzip_dominant_share"]),
-    "DivPrune": lambda r: baselines.divprune_rule(r),
-    "Temporal merge": lambda r: baselines.temporal_merge_rule(vlm, test.items, r, benchmark["temporal_merge_threshold"], layer),
-}
+def make_methods(llm_attention=None, vision_attention=None):
+    """name -> retention ratio -> keep rule over the test split; the attention-based baselines compute their scores
+    per call unless given shared ones."""
+    return {
+        "CaCoVID": lambda r: policy_keep_rule(vlm, policy, test.items, r, imp_ratio),
+        "Random": lambda r: random_keep_rule(r, benchmark["seed"]),
+        "Uniform": lambda r: baselines.uniform_rule(vlm, r),
+        "FastV": lambda r: baselines.fastv_rule(vlm, test.items, r, layer, inside_llm=True, scores=llm_attention),
+        "FastV (input)": lambda r: baselines.fastv_rule(vlm, test.items, r, layer, inside_llm=False, scores=llm_attention),
+        "VisionZip": lambda r: baselines.visionzip_rule(vlm, test, r, benchmark["visionzip_dominant_share"],
+                                                        scores=vision_attention),
+        "DivPrune": lambda r: baselines.divprune_rule(r),
+        "Temporal merge": lambda r: baselines.temporal_merge_rule(vlm, test.items, r, benchmark["temporal_merge_threshold"],
+                                                                 layer, scores=llm_attention),
+    }
+
+
+# the sweep: the scores a baseline ranks by do not depend on the ratio, so each batch's are computed once
+METHODS = make_methods(baselines.remembered(baselines.last_token_scores(vlm, test.items, layer)),
+                       baselines.remembered(baselines.vision_scores(vlm, test)))
 
 # %% [markdown]
 # ## The sweep: every method × retention ratio on the test split
@@ -150,7 +160,7 @@ with torch.no_grad():
     full_ms = median_ms(lambda: prefill(keep_all(item_idx, embeds)), benchmark["timing_repeats"])
     rows = [{"method": "All tokens", "selection_ms": 0.0, "prefill_ms": full_ms,
              "peak_memory_mb": peak_memory_mb(lambda: prefill(keep_all(item_idx, embeds)), vlm.device)}]
-    for name, make_rule in METHODS.items():
+    for name, make_rule in make_methods().items():  # nothing shared: every timed call computes its scores
         rule = make_rule(r)
         selection = rule(item_idx, embeds)
         rows.append({"method": name, "selection_ms": median_ms(lambda: rule(item_idx, embeds), benchmark["timing_repeats"]),

@@ -130,3 +130,26 @@ def test_last_token_attention_is_the_same_batched_as_one_by_one(tiny_vlm, test_s
     batched = baselines.last_token_attention(tiny_vlm, items, batch, layer=1)
     single = torch.cat([baselines.last_token_attention(tiny_vlm, [it], v[None], layer=1) for it, v in zip(items, batch)])
     torch.testing.assert_close(batched, single, rtol=1e-4, atol=1e-6)
+
+
+def test_remembered_scores_give_the_same_selections_and_are_computed_once_per_batch(tiny_vlm, test_split, embeds):
+    calls = []
+    llm = baselines.last_token_scores(tiny_vlm, test_split.items, 0)
+    shared_llm = baselines.remembered(lambda idx, v: calls.append(tuple(idx)) or llm(idx, v))
+    shared_vision = baselines.remembered(baselines.vision_scores(tiny_vlm, test_split))
+    for ratio in (0.25, 0.1):
+        for idx in (np.arange(2), np.arange(2, 4)):
+            batch = embeds[test_split.video_of_item[idx]]
+            pairs = [(baselines.fastv_rule(tiny_vlm, test_split.items, ratio, 0, scores=shared_llm),
+                      baselines.fastv_rule(tiny_vlm, test_split.items, ratio, 0)),
+                     (baselines.temporal_merge_rule(tiny_vlm, test_split.items, ratio, layer=0, scores=shared_llm),
+                      baselines.temporal_merge_rule(tiny_vlm, test_split.items, ratio, layer=0)),
+                     (baselines.visionzip_rule(tiny_vlm, test_split, ratio, scores=shared_vision),
+                      baselines.visionzip_rule(tiny_vlm, test_split, ratio))]
+            for shared, fresh in pairs:
+                a, b = shared(idx, batch), fresh(idx, batch)
+                assert torch.equal(a.keeps, b.keeps) and a.prune_after_layer == b.prune_after_layer
+                assert (a.video_embeds is None) == (b.video_embeds is None)
+                if a.video_embeds is not None:
+                    torch.testing.assert_close(a.video_embeds, b.video_embeds)
+    assert calls == [(0, 1), (2, 3)]  # two batches, scored once each for two ratios and two methods
