@@ -11,7 +11,11 @@ Recipe (why each piece is there, see ../shared/CALIBRATION.md for the costs meas
    among all of them.
 4. Random video-token dropout afterwards (keep ratio drawn per batch) so the model tolerates
    pruning, as real video LLMs do.
-5. AdamW with warm-up and cosine decay; everything seeded.
+5. Two phases, as real video LLMs are trained in stages: the vision tower learns with everything else for the
+   first `vision_steps` (its dense labels teach it in a few hundred steps), then it is frozen and its features of
+   every training video are computed once, so the remaining steps run only the projector and the LLM (0.3 s
+   per step here against 0.48 s with the tower).
+6. AdamW with warm-up and cosine decay; everything seeded.
 """
 from __future__ import annotations
 
@@ -54,6 +58,7 @@ class VLMTrainConfig:
     min_keep_ratio: float = 0.02  # other batches keep a ratio drawn uniformly in [min, max]
     max_keep_ratio: float = 0.6
     curriculum_steps: int = 400  # token curriculum: first keep only object tokens, then add background linearly
+    vision_steps: int | None = None  # then the vision tower is frozen and its features cached (None: trained throughout)
     seed: int = 0  # seeds init, batches and dropout
 
 
@@ -120,6 +125,28 @@ def lr_at(step: int, cfg: VLMTrainConfig) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
+@torch.no_grad()
+def vision_features(vlm: VideoLLM, videos, batch_size: int = 32) -> torch.Tensor:
+    """The vision tower's output features of every video, the ones `get_video_features` projects:
+    videos (V, t, H, W, 3) uint8 -> (V, t, P, C) with P patches per frame."""
+    tower, layer = vlm.model.model.vision_tower, vlm.model.config.vision_feature_layer
+    out = []
+    for start in range(0, len(videos), batch_size):
+        pixels = torch.stack([vlm.preprocess(v) for v in videos[start:start + batch_size]])  # (B, t, 3, S, S)
+        hidden = tower(pixels.flatten(0, 1), output_hidden_states=True).hidden_states[layer]  # (B*t, P, C)
+        out.append(hidden.view(*pixels.shape[:2], *hidden.shape[1:]))
+    return torch.cat(out)
+
+
+def video_embeds_from_features(model, features: torch.Tensor) -> torch.Tensor:
+    """What `get_video_features` makes of the vision tower's features (its "full" feature strategy): project,
+    pool 2x2, append the newline embedding. features (B, t, P, C) -> (B, t*h*w + 1, D)."""
+    b, t = features.shape[:2]
+    video = model.model.apply_pooling(model.model.multi_modal_projector(features.flatten(0, 1)))  # (B*t, h*w, D)
+    newline = model.model.image_newline[None, None].expand(b, 1, -1)  # (B, 1, D)
+    return torch.cat([video.reshape(b, -1, video.shape[-1]), newline], dim=1)
+
+
 def train_small_vlm(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn=None, eval_every: int = 0) -> list[dict]:
     """Train every weight of `vlm.model` on `split` (a VideoQASplit with layouts). Returns the loss history."""
     model, tok = vlm.model, vlm.tokenizer
@@ -131,15 +158,22 @@ def train_small_vlm(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn=None, eva
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history = []
     model.train()
+    features = None  # (num_videos, t, P, C) frozen vision-tower features, once the vision phase is over
     bar = tqdm(range(cfg.steps), desc="train video LLM", mininterval=5)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
+        if step == cfg.vision_steps:  # vision phase over: freeze the tower, compute its features of every video once
+            model.model.vision_tower.requires_grad_(False)
+            features = vision_features(vlm, split.frames)
         # batch: items, their videos, random keep-masks
         idx = rng.choice(len(split), cfg.batch_size, replace=False)
         vids = split.video_of_item[idx]
-        pixels = torch.stack([vlm.preprocess(split.frames[v]) for v in vids])  # (B, t, 3, S, S)
-        video_embeds = vlm.encode_video(pixels)  # (B, N+1, D)
+        if features is None:
+            pixels = torch.stack([vlm.preprocess(split.frames[v]) for v in vids])  # (B, t, 3, S, S)
+            video_embeds = vlm.encode_video(pixels)  # (B, N+1, D)
+        else:
+            video_embeds = video_embeds_from_features(model, features[vids])  # (B, N+1, D)
         n = video_embeds.shape[1] - 1
         if step < cfg.curriculum_steps:
             keeps = curriculum_keep_masks(rng, split.object_labels[vids].reshape(len(idx), n), step / cfg.curriculum_steps)
@@ -164,6 +198,7 @@ def train_small_vlm(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn=None, eva
             model.train()
         history.append(record)
         bar.set_postfix(answer=f"{answer.item():.3f}", aux=f"{aux.item():.3f}", refresh=False)
+    model.requires_grad_(True)
     model.eval()
     return history
 

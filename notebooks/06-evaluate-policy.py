@@ -93,8 +93,8 @@ print(f"selection {cost['selection_ms']:.2f} ms vs LLM forward {cost['llm_forwar
 # %%
 metrics = {"accuracy_full": round(full, 4), "num_test": len(test), "imp_ratio": imp_ratio, **cost}
 for r, row in table.iterrows():
-    metrics[f"accuracy_at_{r:.2f}"] = round(row["cacovid"], 4)
-    metrics[f"random_accuracy_at_{r:.2f}"] = round(row["random"], 4)
+    metrics[f"accuracy_at_{r:.2f}"] = round(float(row["cacovid"]), 4)
+    metrics[f"random_accuracy_at_{r:.2f}"] = round(float(row["random"]), 4)
 write_json_atomic(f"{metrics_dir}/policy.json", metrics)
 write_text_atomic(f"{tables_dir}/policy.md", table.round(3).to_markdown() + "\n")
 metrics

@@ -116,3 +116,32 @@ def test_cached_option_scoring_equals_scoring_each_option_separately(tiny_vlm, t
     plain = torch.stack([tiny_vlm.continuation_logprobs([p] * 4, [v] * 4, [k] * 4, p.option_ids)
                          for p, v, k in zip(prompts, video, keeps)])
     torch.testing.assert_close(cached, plain, rtol=1e-4, atol=1e-4)
+
+
+@torch.no_grad()
+def test_cached_vision_features_give_the_video_embeddings_of_the_model(tiny_vlm, test_split):
+    from cacovid_lib.small_vlm import video_embeds_from_features, vision_features
+
+    features = vision_features(tiny_vlm, test_split.frames[:3], batch_size=2)  # (3, t, P, C)
+    pixels = torch.stack([tiny_vlm.preprocess(f) for f in test_split.frames[:3]])
+    torch.testing.assert_close(video_embeds_from_features(tiny_vlm.model, features), tiny_vlm.encode_video(pixels))
+
+
+def test_frozen_vision_phase_leaves_the_tower_as_it_was_and_trains_the_rest(tiny_world):
+    from cacovid_lib.adapter import VideoLLM
+    from cacovid_lib.data import load_split
+    from cacovid_lib.small_vlm import SmallVLMConfig, VLMTrainConfig, build_small_vlm, train_small_vlm
+    from cacovid_lib.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    model = build_small_vlm(tokenizer, SmallVLMConfig(text_hidden=32, text_layers=1, vision_hidden=32, vision_layers=1))
+    train = load_split(tiny_world, "train", 8)
+    cfg = dict(batch_size=4, curriculum_steps=1, warmup_steps=1)
+    train_small_vlm(VideoLLM(model, tokenizer, 8), train, VLMTrainConfig(steps=2, **cfg))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    history = train_small_vlm(VideoLLM(model, tokenizer, 8), train, VLMTrainConfig(steps=3, vision_steps=0, **cfg))
+    after = model.state_dict()
+    tower = [k for k in before if "vision_tower" in k]
+    assert tower and all(torch.equal(before[k], after[k]) for k in tower)
+    assert not torch.equal(before["model.multi_modal_projector.linear_1.weight"], after["model.multi_modal_projector.linear_1.weight"])
+    assert all(p.requires_grad for p in model.parameters()) and len(history) == 3  # the model is handed back unfrozen
