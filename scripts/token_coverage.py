@@ -42,6 +42,7 @@ def main():
     rules = {"CaCoVID": policy_keep_rule(vlm, policy, test.items, args.retention, imp_ratio),
              "DivPrune": baselines.divprune_rule(args.retention),
              "FastV (input)": baselines.fastv_rule(vlm, test.items, args.retention, 0, inside_llm=False),
+             "VisionZip": baselines.visionzip_rule(vlm, test, args.retention),  # kept positions (contextual ones hold merges)
              "Random": random_keep_rule(args.retention)}
     rows = {}
     for name, rule in rules.items():
