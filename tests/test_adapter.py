@@ -1,6 +1,5 @@
 """The adapter: compressed forward == plain transformers forward with all tokens; dropped tokens leave no trace;
 kept tokens keep their position ids; the model folder round-trips through save/from_pretrained."""
-import numpy as np
 import pytest
 import torch
 
