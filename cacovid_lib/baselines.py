@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-import numpy as np
+
 import torch
 import torch.nn.functional as F
 

@@ -22,7 +22,6 @@ import torch
 
 from .adapter import Prompt, VideoLLMBase
 from .io_utils import KitInputError
-from .policy import PolicyInputs
 from .preprocess import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, _qwen_patchify, check_frames, normalize_frames, resize_frames
 
 # Qwen2.5-VL's chat template rendered for one video and a text question (default system prompt), one option

@@ -14,7 +14,9 @@ Recipe (why each piece is there, see ../shared/CALIBRATION.md for the costs meas
 5. Two phases, as real video LLMs are trained in stages: the vision tower learns with everything else for the
    first `vision_steps` (its dense labels teach it in a few hundred steps), then it is frozen and its features of
    every training video are computed once, so the remaining steps run only the projector and the LLM (0.3 s
-   per step here against 0.48 s with the tower).
+   per step here against 0.48 s with the tower). While the tower trains, a step may take several questions of
+   each of its videos (`questions_per_video`), so it encodes fewer videos: the tower's forward and backward are
+   most of such a step.
 6. AdamW with warm-up and cosine decay; everything seeded.
 """
 from __future__ import annotations
@@ -59,7 +61,12 @@ class VLMTrainConfig:
     max_keep_ratio: float = 0.6
     curriculum_steps: int = 400  # token curriculum: first keep only object tokens, then add background linearly
     vision_steps: int | None = None  # then the vision tower is frozen and its features cached (None: trained throughout)
+    questions_per_video: int = 1  # while the tower trains, a step's items come from batch_size / this many videos
     seed: int = 0  # seeds init, batches and dropout
+
+    def __post_init__(self):
+        if self.questions_per_video < 1 or self.batch_size % self.questions_per_video:
+            raise ValueError(f"questions_per_video: {self.questions_per_video} must divide batch_size ({self.batch_size})")
 
 
 def build_small_vlm(tokenizer, cfg: SmallVLMConfig, seed: int = 0):
@@ -117,6 +124,12 @@ def curriculum_keep_masks(rng, labels: np.ndarray, background_share: float) -> t
     return torch.from_numpy(objects | (rng.random(labels.shape) < background_share))
 
 
+def draw_items(rng: np.random.Generator, items_of_video: list[np.ndarray], batch: int, per_video: int) -> np.ndarray:
+    """(batch,) item indices: batch / per_video distinct videos, per_video distinct questions of each."""
+    videos = rng.choice(len(items_of_video), batch // per_video, replace=False)
+    return np.concatenate([rng.choice(items_of_video[v], per_video, replace=False) for v in videos])
+
+
 def lr_at(step: int, cfg: VLMTrainConfig) -> float:
     """Linear warm-up, then cosine decay to 10% of the peak."""
     if step < cfg.warmup_steps:
@@ -159,19 +172,27 @@ def train_small_vlm(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn=None, eva
     history = []
     model.train()
     features = None  # (num_videos, t, P, C) frozen vision-tower features, once the vision phase is over
+    vision_phase = cfg.vision_steps is None or cfg.vision_steps > 0
+    pixels = torch.stack([vlm.preprocess(v) for v in split.frames]) if vision_phase else None  # (V, t, 3, S, S)
+    items_of_video = [np.flatnonzero(split.video_of_item == v) for v in range(len(split.frames))]
+    if cfg.questions_per_video > min(len(i) for i in items_of_video):
+        raise ValueError(f"questions_per_video: {cfg.questions_per_video} is more than some video's questions")
     bar = tqdm(range(cfg.steps), desc="train video LLM", mininterval=5)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         if step == cfg.vision_steps:  # vision phase over: freeze the tower, compute its features of every video once
             model.model.vision_tower.requires_grad_(False)
-            features = vision_features(vlm, split.frames)
+            features, pixels = vision_features(vlm, split.frames), None
         # batch: items, their videos, random keep-masks
-        idx = rng.choice(len(split), cfg.batch_size, replace=False)
+        if features is None and cfg.questions_per_video > 1:
+            idx = draw_items(rng, items_of_video, cfg.batch_size, cfg.questions_per_video)
+        else:
+            idx = rng.choice(len(split), cfg.batch_size, replace=False)
         vids = split.video_of_item[idx]
-        if features is None:
-            pixels = torch.stack([vlm.preprocess(split.frames[v]) for v in vids])  # (B, t, 3, S, S)
-            video_embeds = vlm.encode_video(pixels)  # (B, N+1, D)
+        if features is None:  # the tower encodes each distinct video of the batch once
+            unique, inverse = np.unique(vids, return_inverse=True)
+            video_embeds = vlm.encode_video(pixels[unique])[torch.from_numpy(inverse)]  # (B, N+1, D)
         else:
             video_embeds = video_embeds_from_features(model, features[vids])  # (B, N+1, D)
         n = video_embeds.shape[1] - 1

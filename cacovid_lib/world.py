@@ -10,6 +10,9 @@ The grid cells are exactly the small video LLM's pooled video tokens (64x64 fram
 """
 from __future__ import annotations
 
+import os
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,24 +168,33 @@ def make_questions(rng, video_id: str, rel_path: str, layout) -> list[dict]:
     return items
 
 
-def build_world(out_dir, seed: int, num_videos: dict[str, int], spec: WorldSpec | None = None) -> dict:
-    """Render every split into `out_dir`: videos/*.mp4, <split>.json (Video-R1) and <split>_layout.json."""
+def build_world(out_dir, seed: int, num_videos: dict[str, int], spec: WorldSpec | None = None,
+                workers: int | None = None) -> dict:
+    """Render every split into `out_dir`: videos/*.mp4, <split>.json (Video-R1) and <split>_layout.json.
+    Layouts and frames are drawn in order from one seeded generator per split; the MP4 encoding, most of the
+    time, runs in `workers` processes (default: one per CPU), which changes no byte of the output."""
     spec = spec or WorldSpec()
     out_dir = Path(out_dir)
     summary = {}
-    for split_index, (split, count) in enumerate(num_videos.items()):
-        rng = np.random.default_rng([seed, split_index])
-        items, layouts = [], {}
-        for i in tqdm(range(count), desc=f"render {split}", mininterval=2):
-            video_id = f"{split}_{i:05d}"
-            rel_path = f"videos/{video_id}.mp4"
-            frames, layout = render_video(rng, spec)
-            write_video(out_dir / rel_path, frames)
-            layouts[rel_path] = layout
-            items += make_questions(rng, video_id, rel_path, layout)
-        write_json_atomic(out_dir / f"{split}_layout.json", layouts, indent=None)
-        write_json_atomic(out_dir / f"{split}.json", items, indent=1)
-        summary[split] = {"videos": count, "questions": len(items)}
+    with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        for split_index, (split, count) in enumerate(num_videos.items()):
+            rng = np.random.default_rng([seed, split_index])
+            items, layouts = [], {}
+            pending = deque()  # encodings in flight, bounded so that few rendered videos wait in memory
+            for i in tqdm(range(count), desc=f"render {split}", mininterval=2):
+                video_id = f"{split}_{i:05d}"
+                rel_path = f"videos/{video_id}.mp4"
+                frames, layout = render_video(rng, spec)
+                pending.append(pool.submit(write_video, out_dir / rel_path, frames))
+                if len(pending) > 64:
+                    pending.popleft().result()
+                layouts[rel_path] = layout
+                items += make_questions(rng, video_id, rel_path, layout)
+            for job in pending:
+                job.result()  # re-raises an encoding error here
+            write_json_atomic(out_dir / f"{split}_layout.json", layouts, indent=None)
+            write_json_atomic(out_dir / f"{split}.json", items, indent=1)
+            summary[split] = {"videos": count, "questions": len(items)}
     write_json_atomic(out_dir / "world_spec.json", vars(spec))
     return summary
 

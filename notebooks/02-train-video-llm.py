@@ -28,7 +28,6 @@ import time
 
 import matplotlib.pyplot as plt
 import pandas as pd
-import torch
 
 from cacovid_lib.adapter import VideoLLM
 from cacovid_lib.data import load_split

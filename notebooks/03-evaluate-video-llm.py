@@ -22,7 +22,6 @@ metrics_dir = "reports/metrics"
 tables_dir = "reports/tables"
 
 # %%
-import numpy as np
 import pandas as pd
 
 from cacovid_lib.adapter import VideoLLM

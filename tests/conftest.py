@@ -15,7 +15,7 @@ def tiny_world(tmp_path_factory):
     from cacovid_lib.world import build_world
 
     root = tmp_path_factory.mktemp("world")
-    build_world(root, seed=1, num_videos={"train": 12, "val": 3, "test": 4})
+    build_world(root, seed=1, num_videos={"train": 12, "val": 3, "test": 4}, workers=2)
     return root
 
 

@@ -1,5 +1,6 @@
 """The adapter: compressed forward == plain transformers forward with all tokens; dropped tokens leave no trace;
 kept tokens keep their position ids; the model folder round-trips through save/from_pretrained."""
+import numpy as np
 import pytest
 import torch
 
@@ -144,3 +145,33 @@ def test_frozen_vision_phase_leaves_the_tower_as_it_was_and_trains_the_rest(tiny
     assert tower and all(torch.equal(before[k], after[k]) for k in tower)
     assert not torch.equal(before["model.multi_modal_projector.linear_1.weight"], after["model.multi_modal_projector.linear_1.weight"])
     assert all(p.requires_grad for p in model.parameters()) and len(history) == 3  # the model is handed back unfrozen
+
+
+def test_draw_items_takes_several_questions_of_each_video():
+    from cacovid_lib.small_vlm import draw_items
+
+    items_of_video = [np.arange(4 * v, 4 * v + 4) for v in range(10)]  # 10 videos, 4 questions each
+    idx = draw_items(np.random.default_rng(0), items_of_video, batch=8, per_video=2)
+    assert len(idx) == 8 and len(set(idx.tolist())) == 8
+    videos = idx // 4
+    assert sorted(np.bincount(videos)[np.bincount(videos) > 0].tolist()) == [2, 2, 2, 2]
+
+
+def test_vision_phase_with_several_questions_per_video_trains_and_checks_its_config(tiny_world):
+    from cacovid_lib.adapter import VideoLLM
+    from cacovid_lib.data import load_split
+    from cacovid_lib.small_vlm import SmallVLMConfig, VLMTrainConfig, build_small_vlm, train_small_vlm
+    from cacovid_lib.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    model = build_small_vlm(tokenizer, SmallVLMConfig(text_hidden=32, text_layers=1, vision_hidden=32, vision_layers=1))
+    vlm, train = VideoLLM(model, tokenizer, 8), load_split(tiny_world, "train", 8)
+    before = model.model.vision_tower.state_dict()["embeddings.patch_embedding.weight"].clone()
+    cfg = dict(batch_size=4, curriculum_steps=1, warmup_steps=1)
+    history = train_small_vlm(vlm, train, VLMTrainConfig(steps=2, vision_steps=1, questions_per_video=2, **cfg))
+    assert len(history) == 2 and np.isfinite(history[-1]["loss"])
+    assert not torch.equal(before, model.model.vision_tower.state_dict()["embeddings.patch_embedding.weight"])
+    with pytest.raises(ValueError, match=r"questions_per_video: 3 must divide batch_size \(4\)"):
+        VLMTrainConfig(questions_per_video=3, **cfg)
+    with pytest.raises(ValueError, match="questions_per_video: 8 is more than some video's questions"):
+        train_small_vlm(vlm, train, VLMTrainConfig(steps=1, batch_size=8, questions_per_video=8))

@@ -1,7 +1,6 @@
 """Smoke profile of the real pipeline: papermill executes the real notebooks on a tiny world."""
 import json
 
-import pytest
 import yaml
 
 from cacovid_lib.stage import load_params, main, run_notebook, stage_spec

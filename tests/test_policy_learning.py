@@ -1,7 +1,6 @@
 """The optimiser learns: with a planted reward (no LLM) the policy's per-frame top-k finds hidden key tokens,
 and does not when the rewards (hence the advantages) are shuffled across rollouts."""
 import numpy as np
-import pytest
 import torch
 from transformers import Qwen2Config, Qwen2Model
 

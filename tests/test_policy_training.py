@@ -3,7 +3,6 @@ processes under `accelerate launch` (CPU, gloo) hold identical policy weights.""
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 import yaml

@@ -23,8 +23,11 @@ def test_items_are_video_r1_multiple_choice(tiny_world):
 
 
 def test_world_is_deterministic_in_its_seed(tmp_path, tiny_world):
-    build_world(tmp_path, seed=1, num_videos={"train": 12})
+    # the fixture encoded its videos in parallel (one process per CPU); this build encodes them in one process
+    build_world(tmp_path, seed=1, num_videos={"train": 12}, workers=1)
     assert json.loads((tmp_path / "train.json").read_text()) == json.loads((tiny_world / "train.json").read_text())
+    for i in range(12):
+        assert (tmp_path / f"videos/train_{i:05d}.mp4").read_bytes() == (tiny_world / f"videos/train_{i:05d}.mp4").read_bytes()
     a = read_video(tmp_path / "videos/train_00003.mp4", 8)
     b = read_video(tiny_world / "videos/train_00003.mp4", 8)
     assert np.array_equal(a, b)
