@@ -1,0 +1,38 @@
+"""How the policy's selection cost compares with an all-token LLM forward as the LLM gets deeper. The policy is one
+decoder layer of the LLM's own class (METHOD §2), so its share of a forward falls roughly as 1 / depth. Timing needs
+no training: each row builds the small video LLM of the embedded default with random weights at another depth or
+width and times `policy_task.selection_cost` (notebook 06's measurement) on one test video at 10% retention.
+A diagnostic run by hand after `make repro` (it reads the world's test split):
+
+    .venv/bin/python scripts/selection_cost_by_depth.py
+"""
+import pandas as pd
+import torch
+
+from cacovid_lib.adapter import VideoLLM
+from cacovid_lib.data import load_split
+from cacovid_lib.evaluation import encode_split_videos
+from cacovid_lib.policy import CompressionPolicy
+from cacovid_lib.policy_task import selection_cost
+from cacovid_lib.small_vlm import SmallVLMConfig, build_small_vlm
+from cacovid_lib.tokenizer import build_tokenizer
+
+# (hidden, layers, heads, kv heads): the embedded default, a narrower-deeper LLM of the same size, 12 layers,
+# and the depth of LLaVA-OneVision-7B's Qwen2-7B (28 layers)
+SHAPES = [(128, 3, 4, 2), (64, 12, 2, 1), (128, 12, 4, 2), (128, 28, 4, 2)]
+
+torch.manual_seed(0)
+tokenizer = build_tokenizer()
+test = load_split("data/world", "test", 8, limit=4)
+rows = []
+for hidden, layers, heads, kv_heads in SHAPES:
+    cfg = SmallVLMConfig(text_hidden=hidden, text_layers=layers, text_heads=heads, text_kv_heads=kv_heads)
+    model = build_small_vlm(tokenizer, cfg).eval()
+    vlm = VideoLLM(model, tokenizer, 8)
+    policy = CompressionPolicy.from_llm(model.model.language_model).eval()
+    embeds = encode_split_videos(vlm, test)  # (V, N+1, D)
+    cost = selection_cost(vlm, policy, test.items[0], embeds[test.video_of_item[0]], 0.1, 1.0, repeats=30)
+    rows.append({"llm_hidden": hidden, "llm_layers": layers,
+                 "llm_params_m": round(sum(p.numel() for p in model.model.language_model.parameters()) / 1e6, 2),
+                 **cost})
+print(pd.DataFrame(rows).to_markdown(index=False))
