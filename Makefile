@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 VENV := .venv
 BIN := $(VENV)/bin
-# stage commands (`python -m cacovid_lib.stage ...`) must find the venv's python
+# stage commands (`python -m cacovid_lib.pipeline.stage ...`) must find the venv's python
 export PATH := $(abspath $(BIN)):$(PATH)
 STAMP := $(VENV)/.installed
 

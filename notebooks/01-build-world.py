@@ -23,9 +23,9 @@ figures_dir = "reports/figures"
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from cacovid_lib.data import load_split
+from cacovid_lib.embedded.split import load_split
 from cacovid_lib.io_utils import save_figure
-from cacovid_lib.world import build_world
+from cacovid_lib.embedded.world import build_world
 
 summary = build_world(world_dir, seed=world["seed"], num_videos=world["num_videos"])
 pd.DataFrame(summary).T

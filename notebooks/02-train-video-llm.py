@@ -29,11 +29,11 @@ import time
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from cacovid_lib.adapter import VideoLLM
-from cacovid_lib.data import load_split
+from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
+from cacovid_lib.embedded.split import load_split
 from cacovid_lib.io_utils import save_csv, save_figure
-from cacovid_lib.small_vlm import SmallVLMConfig, VLMTrainConfig, build_small_vlm, config_dict, save_model_folder, train_small_vlm
-from cacovid_lib.tokenizer import build_tokenizer
+from cacovid_lib.embedded.small_vlm import SmallVLMConfig, VLMTrainConfig, build_small_vlm, config_dict, save_model_folder, train_small_vlm
+from cacovid_lib.embedded.tokenizer import build_tokenizer
 
 model_cfg, train_cfg = SmallVLMConfig(**vlm["model"]), VLMTrainConfig(**vlm["train"])
 train = load_split(world_dir, "train", world["num_frames"])
@@ -43,7 +43,7 @@ print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {le
 
 # %%
 start = time.time()
-history = pd.DataFrame(train_small_vlm(VideoLLM(model, tokenizer, world["num_frames"]), train, train_cfg))
+history = pd.DataFrame(train_small_vlm(LlavaOneVisionVideoLLM(model, tokenizer, world["num_frames"]), train, train_cfg))
 print(f"trained {train_cfg.steps} steps in {time.time() - start:.0f} s")
 save_model_folder(model, tokenizer, model_dir, {**config_dict(model_cfg, train_cfg), "num_frames": world["num_frames"]})
 

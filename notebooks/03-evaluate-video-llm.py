@@ -24,12 +24,13 @@ tables_dir = "reports/tables"
 # %%
 import pandas as pd
 
-from cacovid_lib.adapter import VideoLLM
-from cacovid_lib.data import load_split
-from cacovid_lib.evaluation import accuracy_table, keep_all, keep_none, predict, random_keep_rule
+from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
+from cacovid_lib.embedded.split import load_split
+from cacovid_lib.compare.evaluation import accuracy_table, predict
+from cacovid_lib.compare.keep import keep_all, keep_none, random_keep_rule
 from cacovid_lib.io_utils import write_json_atomic, write_text_atomic
 
-vlm = VideoLLM.from_pretrained(model_dir, num_frames=world["num_frames"])
+vlm = LlavaOneVisionVideoLLM.from_pretrained(model_dir, num_frames=world["num_frames"])
 test = load_split(world_dir, "test", world["num_frames"])
 rules = {"all tokens": keep_all, "no video (blind)": keep_none}
 rules.update({f"random {r:.0%}": random_keep_rule(r, evaluate["seed"]) for r in evaluate["random_keep_ratios"]})

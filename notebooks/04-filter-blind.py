@@ -21,12 +21,12 @@ filtered_file = "data/filtered/train.json"
 metrics_dir = "reports/metrics"
 
 # %%
-from cacovid_lib.adapter import VideoLLM
-from cacovid_lib.data import load_split
-from cacovid_lib.blind_filter import blind_filter
+from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
+from cacovid_lib.embedded.split import load_split
+from cacovid_lib.pipeline.blind_filter import blind_filter
 from cacovid_lib.io_utils import write_json_atomic
 
-vlm = VideoLLM.from_pretrained(model_dir, num_frames=world["num_frames"])
+vlm = LlavaOneVisionVideoLLM.from_pretrained(model_dir, num_frames=world["num_frames"])
 train = load_split(world_dir, "train", world["num_frames"])
 kept = blind_filter(vlm, train)
 write_json_atomic(filtered_file, kept)

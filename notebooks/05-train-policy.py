@@ -32,8 +32,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from cacovid_lib.io_utils import save_csv, save_figure
-from cacovid_lib.policy_task import train_policy_on_split
-from cacovid_lib.train_policy import PolicyTrainConfig
+from cacovid_lib.pipeline.policy_training import train_policy_on_split
+from cacovid_lib.method.train_loop import PolicyTrainConfig
 
 cfg = PolicyTrainConfig(**policy["train"])
 start = time.time()

@@ -29,14 +29,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from cacovid_lib.adapter import VideoLLM
-from cacovid_lib.data import load_split
-from cacovid_lib.evaluation import encode_split_videos, keep_all, predict, random_keep_rule
+from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
+from cacovid_lib.embedded.split import load_split
+from cacovid_lib.compare.evaluation import encode_split_videos, predict
+from cacovid_lib.compare.keep import keep_all, random_keep_rule
 from cacovid_lib.io_utils import save_figure, write_json_atomic, write_text_atomic
-from cacovid_lib.policy import load_policy
-from cacovid_lib.policy_task import policy_keep_rule, selection_cost
+from cacovid_lib.method.policy import load_policy
+from cacovid_lib.compare.cacovid import policy_keep_rule, selection_cost
 
-vlm = VideoLLM.from_pretrained(model_dir, num_frames=world["num_frames"])
+vlm = LlavaOneVisionVideoLLM.from_pretrained(model_dir, num_frames=world["num_frames"])
 policy = load_policy(policy_dir, vlm.model.model.language_model).eval()
 val = load_split(world_dir, "val", world["num_frames"])
 test = load_split(world_dir, "test", world["num_frames"])

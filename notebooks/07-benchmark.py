@@ -38,17 +38,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cacovid_lib import baselines
-from cacovid_lib.adapter import VideoLLM
-from cacovid_lib.data import load_split
-from cacovid_lib.efficiency import QWEN2_7B, flops_table, median_ms, peak_memory_mb
-from cacovid_lib.evaluation import Selection, accuracy_table, encode_split_videos, keep_all, predict, random_keep_rule
+from cacovid_lib.compare import baselines
+from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
+from cacovid_lib.embedded.split import load_split
+from cacovid_lib.compare.efficiency import QWEN2_7B, flops_table, median_ms, peak_memory_mb
+from cacovid_lib.compare.keep import Selection, keep_all, random_keep_rule
+from cacovid_lib.compare.evaluation import accuracy_table, encode_split_videos, predict
 from cacovid_lib.io_utils import save_csv, save_figure, write_json_atomic, write_text_atomic
-from cacovid_lib.policy import load_policy
-from cacovid_lib.policy_task import policy_keep_rule
+from cacovid_lib.method.policy import load_policy
+from cacovid_lib.compare.cacovid import policy_keep_rule
 
 torch.manual_seed(benchmark["seed"])
-vlm = VideoLLM.from_pretrained(model_dir, num_frames=world["num_frames"])
+vlm = LlavaOneVisionVideoLLM.from_pretrained(model_dir, num_frames=world["num_frames"])
 policy = load_policy(policy_dir, vlm.model.model.language_model).eval()
 imp_ratio = json.load(open(policy_metrics))["imp_ratio"]  # chosen on the validation split by stage 06
 test = load_split(world_dir, "test", world["num_frames"])

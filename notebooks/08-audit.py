@@ -30,13 +30,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from cacovid_lib.adapter import VideoLLM
-from cacovid_lib.audit import rank_agreement, token_score_maps
-from cacovid_lib.data import load_split
+from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
+from cacovid_lib.compare.audit import rank_agreement, token_score_maps
+from cacovid_lib.embedded.split import load_split
 from cacovid_lib.io_utils import save_figure, write_json_atomic, write_text_atomic
-from cacovid_lib.policy import load_policy
+from cacovid_lib.method.policy import load_policy
 
-vlm = VideoLLM.from_pretrained(model_dir, num_frames=world["num_frames"])
+vlm = LlavaOneVisionVideoLLM.from_pretrained(model_dir, num_frames=world["num_frames"])
 policy = load_policy(policy_dir, vlm.model.model.language_model).eval()
 test = load_split(world_dir, "test", world["num_frames"])
 idx = np.sort(np.random.default_rng(audit["seed"]).choice(len(test), audit["num_items"], replace=False))

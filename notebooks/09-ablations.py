@@ -39,16 +39,16 @@ import pandas as pd
 from IPython.display import display
 from tqdm import tqdm
 
-from cacovid_lib.ablations import ablation_runs, run_name, train_variant, validation_accuracy
-from cacovid_lib.adapter import VideoLLM
-from cacovid_lib.data import load_split
-from cacovid_lib.evaluation import encode_split_videos
+from cacovid_lib.pipeline.ablations import ablation_runs, run_name, train_variant, validation_accuracy
+from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
+from cacovid_lib.embedded.split import load_split
+from cacovid_lib.compare.evaluation import encode_split_videos
 from cacovid_lib.io_utils import save_csv, save_figure, write_json_atomic, write_text_atomic
-from cacovid_lib.policy import load_policy
-from cacovid_lib.policy_task import PolicyTask
-from cacovid_lib.train_policy import PolicyTrainConfig
+from cacovid_lib.method.policy import load_policy
+from cacovid_lib.pipeline.policy_training import PolicyTask
+from cacovid_lib.method.train_loop import PolicyTrainConfig
 
-vlm = VideoLLM.from_pretrained(model_dir, num_frames=world["num_frames"])
+vlm = LlavaOneVisionVideoLLM.from_pretrained(model_dir, num_frames=world["num_frames"])
 for p in vlm.model.parameters():
     p.requires_grad_(False)
 base = PolicyTrainConfig(**ablations["train"])

@@ -20,7 +20,7 @@ reports_dir = "reports"
 from IPython.display import Markdown
 
 from cacovid_lib.io_utils import write_text_atomic
-from cacovid_lib.report import build_report
+from cacovid_lib.pipeline.report import build_report
 
 report = build_report(reports_dir)
 write_text_atomic(f"{reports_dir}/README.md", report + "\n")

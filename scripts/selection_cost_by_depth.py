@@ -9,13 +9,13 @@ A diagnostic run by hand after `make repro` (it reads the world's test split):
 import pandas as pd
 import torch
 
-from cacovid_lib.adapter import VideoLLM
-from cacovid_lib.data import load_split
-from cacovid_lib.evaluation import encode_split_videos
-from cacovid_lib.policy import CompressionPolicy
-from cacovid_lib.policy_task import selection_cost
-from cacovid_lib.small_vlm import SmallVLMConfig, build_small_vlm
-from cacovid_lib.tokenizer import build_tokenizer
+from cacovid_lib.compare.cacovid import selection_cost
+from cacovid_lib.compare.evaluation import encode_split_videos
+from cacovid_lib.embedded.small_vlm import SmallVLMConfig, build_small_vlm
+from cacovid_lib.embedded.split import load_split
+from cacovid_lib.embedded.tokenizer import build_tokenizer
+from cacovid_lib.method.policy import CompressionPolicy
+from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
 
 # (hidden, layers, heads, kv heads): the embedded default, a narrower-deeper LLM of the same size, 12 layers,
 # and the depth of LLaVA-OneVision-7B's Qwen2-7B (28 layers)
@@ -28,7 +28,7 @@ rows = []
 for hidden, layers, heads, kv_heads in SHAPES:
     cfg = SmallVLMConfig(text_hidden=hidden, text_layers=layers, text_heads=heads, text_kv_heads=kv_heads)
     model = build_small_vlm(tokenizer, cfg).eval()
-    vlm = VideoLLM(model, tokenizer, 8)
+    vlm = LlavaOneVisionVideoLLM(model, tokenizer, 8)
     policy = CompressionPolicy.from_llm(model.model.language_model).eval()
     embeds = encode_split_videos(vlm, test)  # (V, N+1, D)
     cost = selection_cost(vlm, policy, test.items[0], embeds[test.video_of_item[0]], 0.1, 1.0, repeats=30)

@@ -12,12 +12,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from cacovid_lib import baselines
-from cacovid_lib.adapter import VideoLLM
-from cacovid_lib.data import load_split
-from cacovid_lib.evaluation import Selection, encode_split_videos, random_keep_rule
-from cacovid_lib.policy import load_policy
-from cacovid_lib.policy_task import policy_keep_rule
+from cacovid_lib.compare import baselines
+from cacovid_lib.compare.cacovid import policy_keep_rule
+from cacovid_lib.compare.evaluation import encode_split_videos
+from cacovid_lib.compare.keep import Selection, random_keep_rule
+from cacovid_lib.embedded.split import load_split
+from cacovid_lib.method.policy import load_policy
+from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
 
 
 def coverage(split, keeps: torch.Tensor) -> dict:
@@ -34,7 +35,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--retention", type=float, default=0.05)
     args = parser.parse_args()
-    vlm = VideoLLM.from_pretrained("models/small_vlm", num_frames=8)
+    vlm = LlavaOneVisionVideoLLM.from_pretrained("models/small_vlm", num_frames=8)
     policy = load_policy("models/policy", vlm.model.model.language_model).eval()
     imp_ratio = json.load(open("reports/metrics/policy.json"))["imp_ratio"]
     test = load_split("data/world", "test", 8)

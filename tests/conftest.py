@@ -12,7 +12,7 @@ torch.set_num_threads(2)
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory):
     """A few rendered videos per split, shared by the tests that only read them."""
-    from cacovid_lib.world import build_world
+    from cacovid_lib.embedded.world import build_world
 
     root = tmp_path_factory.mktemp("world")
     build_world(root, seed=1, num_videos={"train": 12, "val": 3, "test": 4}, workers=2)
@@ -22,13 +22,13 @@ def tiny_world(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_vlm(tiny_world):
     """An untrained small video LLM of the real class, with the kit's tokenizer."""
-    from cacovid_lib.adapter import VideoLLM
-    from cacovid_lib.small_vlm import SmallVLMConfig, build_small_vlm
-    from cacovid_lib.tokenizer import build_tokenizer
+    from cacovid_lib.embedded.small_vlm import SmallVLMConfig, build_small_vlm
+    from cacovid_lib.embedded.tokenizer import build_tokenizer
+    from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
 
     tokenizer = build_tokenizer()
     model = build_small_vlm(tokenizer, SmallVLMConfig(text_hidden=64, text_layers=2, vision_hidden=32), seed=0).eval()
-    return VideoLLM(model, tokenizer, num_frames=8)
+    return LlavaOneVisionVideoLLM(model, tokenizer, num_frames=8)
 
 
 # ---- tiny random models of the real classes, saved to disk (tests of the real-model code paths) ----------
@@ -40,8 +40,9 @@ def qwen_tokenizer():
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from cacovid_lib.tokenizer import PUNCTUATION, TEMPLATE_WORDS
-    from cacovid_lib.world import COLOURS, LETTERS, SHAPES
+    from cacovid_lib.data.schema import LETTERS
+    from cacovid_lib.embedded.tokenizer import PUNCTUATION, TEMPLATE_WORDS
+    from cacovid_lib.embedded.world import COLOURS, SHAPES
 
     specials = ["<|endoftext|>", "<unk>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
                 "<|video_pad|>", "<|image_pad|>"]
@@ -84,8 +85,8 @@ def qwen_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def llava_dir(tmp_path_factory):
-    from cacovid_lib.small_vlm import SmallVLMConfig, build_small_vlm
-    from cacovid_lib.tokenizer import build_tokenizer
+    from cacovid_lib.embedded.small_vlm import SmallVLMConfig, build_small_vlm
+    from cacovid_lib.embedded.tokenizer import build_tokenizer
 
     folder = tmp_path_factory.mktemp("llava")
     tokenizer = build_tokenizer()
@@ -101,7 +102,7 @@ def video_r1(tmp_path_factory):
 
     import numpy as np
 
-    from cacovid_lib.video_io import write_video
+    from cacovid_lib.data.video_io import write_video
 
     root = tmp_path_factory.mktemp("Video-R1-data")
     rng = np.random.default_rng(1)

@@ -7,12 +7,14 @@ import re
 import numpy as np
 import pytest
 import torch
+from test_policy_learning import inputs_for, planted_world, qwen2_llm
 
 from cacovid_lib.io_utils import KitInputError
-from cacovid_lib.policy import CompressionPolicy, action_logprobs, scores
-from cacovid_lib.sampling import MODES, independent_bernoulli_sample, mode_counts, sample_rollouts, tokens_per_frame
-from cacovid_lib.train_policy import PolicyTrainConfig, train_policy
-from test_policy_learning import inputs_for, planted_world, qwen2_llm
+from cacovid_lib.method.policy import CompressionPolicy, action_logprobs, scores
+from cacovid_lib.method.sampling import (
+    MODES, independent_bernoulli_sample, mode_counts, sample_rollouts, tokens_per_frame
+)
+from cacovid_lib.method.train_loop import PolicyTrainConfig, train_policy
 
 # sample_rollouts of the code before the switches existed (commit 373beff), on the seeded item of `item` below:
 # each mask row as the integer of its bits, first token = most significant bit

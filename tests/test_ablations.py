@@ -1,5 +1,5 @@
 """Ablation runs are named by their overrides, and the base recipe is trained once for every ablation."""
-from cacovid_lib.ablations import ablation_runs, run_name
+from cacovid_lib.pipeline.ablations import ablation_runs, run_name
 
 
 def test_each_distinct_run_once_and_the_base_shared():

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from cacovid_lib.adapter import VideoLLM
-from cacovid_lib.data import load_split
-from cacovid_lib.evaluation import option_scores
+from cacovid_lib.compare.evaluation import option_scores
+from cacovid_lib.embedded.small_vlm import save_model_folder
+from cacovid_lib.embedded.split import load_split
 from cacovid_lib.io_utils import KitInputError
-from cacovid_lib.small_vlm import save_model_folder
+from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_policy_inputs_hold_every_video_token_where_the_video_mask_says(tiny_vlm
 def test_save_and_from_pretrained_roundtrip(tmp_path, tiny_vlm, test_split):
     save_model_folder(tiny_vlm.model, tiny_vlm.tokenizer, tmp_path / "m", {"note": "test"})
     assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "kit_config.json").is_file()
-    loaded = VideoLLM.from_pretrained(tmp_path / "m", num_frames=8)
+    loaded = LlavaOneVisionVideoLLM.from_pretrained(tmp_path / "m", num_frames=8)
     item = test_split.items[2]
     _, video = _video(tiny_vlm, test_split, 2)
     keeps = torch.ones(1, tiny_vlm.num_video_tokens, dtype=torch.bool)
@@ -96,12 +96,12 @@ def test_save_and_from_pretrained_roundtrip(tmp_path, tiny_vlm, test_split):
 
 def test_folder_that_is_not_a_model(tmp_path):
     with pytest.raises(KitInputError, match="not a model folder"):
-        VideoLLM.from_pretrained(tmp_path, num_frames=8)
+        LlavaOneVisionVideoLLM.from_pretrained(tmp_path, num_frames=8)
     with pytest.raises(KitInputError, match="model folder not found"):
-        VideoLLM.from_pretrained(tmp_path / "missing", num_frames=8)
+        LlavaOneVisionVideoLLM.from_pretrained(tmp_path / "missing", num_frames=8)
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(KitInputError, match="cannot load model"):
-        VideoLLM.from_pretrained(tmp_path, num_frames=8)
+        LlavaOneVisionVideoLLM.from_pretrained(tmp_path, num_frames=8)
 
 
 @torch.no_grad()
@@ -120,7 +120,7 @@ def test_cached_option_scoring_equals_scoring_each_option_separately(tiny_vlm, t
 
 @torch.no_grad()
 def test_cached_vision_features_give_the_video_embeddings_of_the_model(tiny_vlm, test_split):
-    from cacovid_lib.small_vlm import video_embeds_from_features, vision_features
+    from cacovid_lib.embedded.small_vlm import video_embeds_from_features, vision_features
 
     features = vision_features(tiny_vlm, test_split.frames[:3], batch_size=2)  # (3, t, P, C)
     pixels = torch.stack([tiny_vlm.preprocess(f) for f in test_split.frames[:3]])
@@ -128,18 +128,18 @@ def test_cached_vision_features_give_the_video_embeddings_of_the_model(tiny_vlm,
 
 
 def test_frozen_vision_phase_leaves_the_tower_as_it_was_and_trains_the_rest(tiny_world):
-    from cacovid_lib.adapter import VideoLLM
-    from cacovid_lib.data import load_split
-    from cacovid_lib.small_vlm import SmallVLMConfig, VLMTrainConfig, build_small_vlm, train_small_vlm
-    from cacovid_lib.tokenizer import build_tokenizer
+    from cacovid_lib.embedded.small_vlm import SmallVLMConfig, VLMTrainConfig, build_small_vlm, train_small_vlm
+    from cacovid_lib.embedded.split import load_split
+    from cacovid_lib.embedded.tokenizer import build_tokenizer
+    from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
 
     tokenizer = build_tokenizer()
     model = build_small_vlm(tokenizer, SmallVLMConfig(text_hidden=32, text_layers=1, vision_hidden=32, vision_layers=1))
     train = load_split(tiny_world, "train", 8)
     cfg = dict(batch_size=4, curriculum_steps=1, warmup_steps=1)
-    train_small_vlm(VideoLLM(model, tokenizer, 8), train, VLMTrainConfig(steps=2, **cfg))
+    train_small_vlm(LlavaOneVisionVideoLLM(model, tokenizer, 8), train, VLMTrainConfig(steps=2, **cfg))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    history = train_small_vlm(VideoLLM(model, tokenizer, 8), train, VLMTrainConfig(steps=3, vision_steps=0, **cfg))
+    history = train_small_vlm(LlavaOneVisionVideoLLM(model, tokenizer, 8), train, VLMTrainConfig(steps=3, vision_steps=0, **cfg))
     after = model.state_dict()
     tower = [k for k in before if "vision_tower" in k]
     assert tower and all(torch.equal(before[k], after[k]) for k in tower)
@@ -148,7 +148,7 @@ def test_frozen_vision_phase_leaves_the_tower_as_it_was_and_trains_the_rest(tiny
 
 
 def test_draw_items_takes_several_questions_of_each_video():
-    from cacovid_lib.small_vlm import draw_items
+    from cacovid_lib.embedded.small_vlm import draw_items
 
     items_of_video = [np.arange(4 * v, 4 * v + 4) for v in range(10)]  # 10 videos, 4 questions each
     idx = draw_items(np.random.default_rng(0), items_of_video, batch=8, per_video=2)
@@ -158,14 +158,14 @@ def test_draw_items_takes_several_questions_of_each_video():
 
 
 def test_vision_phase_with_several_questions_per_video_trains_and_checks_its_config(tiny_world):
-    from cacovid_lib.adapter import VideoLLM
-    from cacovid_lib.data import load_split
-    from cacovid_lib.small_vlm import SmallVLMConfig, VLMTrainConfig, build_small_vlm, train_small_vlm
-    from cacovid_lib.tokenizer import build_tokenizer
+    from cacovid_lib.embedded.small_vlm import SmallVLMConfig, VLMTrainConfig, build_small_vlm, train_small_vlm
+    from cacovid_lib.embedded.split import load_split
+    from cacovid_lib.embedded.tokenizer import build_tokenizer
+    from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
 
     tokenizer = build_tokenizer()
     model = build_small_vlm(tokenizer, SmallVLMConfig(text_hidden=32, text_layers=1, vision_hidden=32, vision_layers=1))
-    vlm, train = VideoLLM(model, tokenizer, 8), load_split(tiny_world, "train", 8)
+    vlm, train = LlavaOneVisionVideoLLM(model, tokenizer, 8), load_split(tiny_world, "train", 8)
     before = model.model.vision_tower.state_dict()["embeddings.patch_embedding.weight"].clone()
     cfg = dict(batch_size=4, curriculum_steps=1, warmup_steps=1)
     history = train_small_vlm(vlm, train, VLMTrainConfig(steps=2, vision_steps=1, questions_per_video=2, **cfg))

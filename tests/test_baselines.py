@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from cacovid_lib import baselines
-from cacovid_lib.data import load_split
-from cacovid_lib.evaluation import Selection, encode_split_videos, option_scores, predict, random_keep_rule
+from cacovid_lib.compare import baselines
+from cacovid_lib.compare.evaluation import encode_split_videos, option_scores, predict
+from cacovid_lib.compare.keep import Selection, random_keep_rule
+from cacovid_lib.embedded.split import load_split
 from cacovid_lib.io_utils import KitInputError
 
 

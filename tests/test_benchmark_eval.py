@@ -8,18 +8,20 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import QWEN_FRAME, ROOT
 
-from cacovid_lib import benchmark_eval
-from cacovid_lib.benchmark_eval import (chat_template, collect, efficiency_profile, evaluate_benchmark, generate_pruned_inside,
-                                        prompt_items, prompt_template, read_results)
-from cacovid_lib.benchmarks import BENCHMARKS, accuracy_by_category
-from cacovid_lib.evaluation import Selection, option_scores
+from cacovid_lib.compare.evaluation import option_scores
+from cacovid_lib.compare.keep import Selection
+from cacovid_lib.data.benchmarks import BENCHMARKS, accuracy_by_category
+from cacovid_lib.data.video_io import write_video
 from cacovid_lib.io_utils import KitInputError
-from cacovid_lib.model_loader import CHATML, load_video_llm
-from cacovid_lib.policy import CompressionPolicy, save_policy
-from cacovid_lib.video_io import write_video
-from conftest import ROOT
-from conftest import QWEN_FRAME
+from cacovid_lib.method.policy import CompressionPolicy, save_policy
+from cacovid_lib.models.loader import CHATML, load_video_llm
+from cacovid_lib.pipeline import benchmark_eval
+from cacovid_lib.pipeline.benchmark_eval import (
+    chat_template, collect, efficiency_profile, evaluate_benchmark, generate_pruned_inside, prompt_items,
+    prompt_template, read_results
+)
 
 NUM_FRAMES = 4
 LLAVA_TOKENS = NUM_FRAMES * 4 * 4  # 64x64 frames, 8x8 patches pooled to 4x4
@@ -54,7 +56,7 @@ def policy_folder(vlm, folder):
 
 @pytest.fixture(scope="module")
 def llava_policy(llava, tmp_path_factory):
-    from cacovid_lib.policy import load_policy
+    from cacovid_lib.method.policy import load_policy
 
     folder = policy_folder(llava, tmp_path_factory.mktemp("llava_policy"))
     return folder, load_policy(folder, llava.model.model.language_model).eval()
@@ -263,8 +265,9 @@ def test_collect_makes_the_papers_share_of_the_all_tokens_average(tmp_path):
 
 # ---- policy training on Video-R1 -------------------------------------------------------------------------
 def test_video_r1_training_through_the_launcher_streams_each_batch_once(llava_dir, video_r1, tmp_path, monkeypatch):
-    from cacovid_lib import launch_policy_training, video_r1 as video_r1_module
-    from cacovid_lib.policy import load_policy
+    from cacovid_lib.data import video_r1 as video_r1_module
+    from cacovid_lib.method.policy import load_policy
+    from cacovid_lib.pipeline import launch_policy_training
 
     json_file, media_root = video_r1
     params = {"num_frames": NUM_FRAMES, "policy": {"reward": "multiple_choice", "epochs": 1, "train": {
@@ -288,9 +291,9 @@ def test_video_r1_training_through_the_launcher_streams_each_batch_once(llava_di
 
 
 def test_video_r1_generation_reward_on_qwen(qwen_dir, qwen, video_r1, tmp_path):
-    from cacovid_lib.policy_task import VideoR1Task, train_policy_on_video_r1
-    from cacovid_lib.train_policy import PolicyTrainConfig
-    from cacovid_lib.video_r1 import load_video_r1
+    from cacovid_lib.data.video_r1 import load_video_r1
+    from cacovid_lib.method.train_loop import PolicyTrainConfig
+    from cacovid_lib.pipeline.policy_training import VideoR1Task, train_policy_on_video_r1
 
     json_file, media_root = video_r1
     cfg = PolicyTrainConfig(steps=2, items_per_step=1, num_generations=4, num_iter_for_item=1, lr=0.01, seed=0)
@@ -311,7 +314,7 @@ def test_video_r1_generation_reward_on_qwen(qwen_dir, qwen, video_r1, tmp_path):
 def test_gpu_params_hold_the_release_hyper_parameters_and_the_accelerate_config_loads():
     from accelerate.commands.config.config_args import load_config_from_file
 
-    from cacovid_lib.launch_policy_training import train_config
+    from cacovid_lib.pipeline.launch_policy_training import train_config
 
     params = yaml.safe_load((ROOT / "params.gpu.yaml").read_text())
     cfg, epochs = train_config(params, "params.gpu.yaml", video_r1=True)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cacovid_lib.benchmarks import BENCHMARKS, accuracy_by_category, parse_answer
+from cacovid_lib.data.benchmarks import BENCHMARKS, accuracy_by_category, parse_answer
+from cacovid_lib.data.schema import VIDEO_R1_FIELDS, answer_letter
 from cacovid_lib.io_utils import KitInputError
-from cacovid_lib.world import VIDEO_R1_FIELDS, answer_letter
 
 OPTIONS4 = ["A. x", "B. x", "C. x", "D. x"]
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
-
-from cacovid_lib import blind_filter as bf
-from cacovid_lib.benchmarks import LETTERS
-from cacovid_lib.io_utils import KitInputError
-from cacovid_lib.model_loader import chat_template, load_video_llm
-from cacovid_lib.video_r1 import load_video_r1, policy_question, read_media
 from conftest import QWEN_FRAME
+
+from cacovid_lib.data.benchmarks import LETTERS
+from cacovid_lib.data.video_r1 import load_video_r1, policy_question, read_media
+from cacovid_lib.io_utils import KitInputError
+from cacovid_lib.models.loader import chat_template, load_video_llm
+from cacovid_lib.pipeline import blind_filter as bf
 
 NUM_FRAMES = 4
 
@@ -52,7 +52,7 @@ def test_filtered_json_holds_the_items_answered_wrong_and_no_frame_is_read(llava
         right = letters[n] if n % 2 == 0 else next(x for x in "ABCD" if x != letters[n])
         raw[n]["solution"] = f"<answer>{right}</answer>"
     (media_root / "blind.json").write_text(json.dumps(raw))
-    monkeypatch.setattr("cacovid_lib.video_r1.read_media", lambda *a: pytest.fail("a frame was read"))
+    monkeypatch.setattr("cacovid_lib.data.video_r1.read_media", lambda *a: pytest.fail("a frame was read"))
     out = tmp_path / "filtered.json"
     summary = bf.blind_filter_video_r1(llava_dir, media_root / "blind.json", media_root, out, NUM_FRAMES,
                                        reward="multiple_choice", batch_size=3, progress=False)

@@ -1,7 +1,9 @@
 """The GRPO pieces are small pure functions (METHOD §4); each is checked against its definition."""
 import torch
 
-from cacovid_lib.grpo import adapt_sample_rate, balance_weights, clipped_objective, group_advantages, kl_to_uniform, token_loss
+from cacovid_lib.method.grpo import (
+    adapt_sample_rate, balance_weights, clipped_objective, group_advantages, kl_to_uniform, token_loss
+)
 
 
 def test_group_advantages_are_normalised_and_zero_for_a_single_or_constant_group():

@@ -2,9 +2,9 @@
 import json
 
 import yaml
-
-from cacovid_lib.stage import load_params, main, run_notebook, stage_spec
 from conftest import ROOT
+
+from cacovid_lib.pipeline.stage import load_params, main, run_notebook, stage_spec
 
 NB = ROOT / "notebooks"
 

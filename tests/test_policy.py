@@ -6,7 +6,7 @@ import torch
 from transformers import Qwen2Config, Qwen2Model
 
 from cacovid_lib.io_utils import KitInputError
-from cacovid_lib.policy import CompressionPolicy, action_logprobs, load_policy, save_policy, scores
+from cacovid_lib.method.policy import CompressionPolicy, action_logprobs, load_policy, save_policy, scores
 
 
 def qwen2(hidden=64):

@@ -4,9 +4,8 @@ import numpy as np
 import torch
 from transformers import Qwen2Config, Qwen2Model
 
-from cacovid_lib.policy import CompressionPolicy, scores
-from cacovid_lib.policy import PolicyInputs
-from cacovid_lib.train_policy import PolicyTrainConfig, train_policy
+from cacovid_lib.method.policy import CompressionPolicy, PolicyInputs, scores
+from cacovid_lib.method.train_loop import PolicyTrainConfig, train_policy
 
 GRID = (4, 4, 4)  # t, h, w
 D = 64

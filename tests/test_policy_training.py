@@ -6,12 +6,12 @@ import sys
 import pytest
 import torch
 import yaml
-from safetensors.torch import load_file
-
-from cacovid_lib.policy import CompressionPolicy, load_policy
-from cacovid_lib.train_policy import PolicyTrainConfig, load_trainer_state, save_training_checkpoint, train_policy
 from conftest import ROOT
+from safetensors.torch import load_file
 from test_policy_learning import inputs_for, planted_world, qwen2_llm
+
+from cacovid_lib.method.policy import CompressionPolicy, load_policy
+from cacovid_lib.method.train_loop import PolicyTrainConfig, load_trainer_state, save_training_checkpoint, train_policy
 
 
 class Killed(Exception):
@@ -48,7 +48,7 @@ def test_killed_and_resumed_training_ends_with_the_same_policy(tmp_path):
 
 
 def test_two_processes_under_accelerate_launch_hold_identical_weights(tmp_path, tiny_world, tiny_vlm):
-    from cacovid_lib.small_vlm import save_model_folder
+    from cacovid_lib.embedded.small_vlm import save_model_folder
 
     # `--multi_gpu` picks accelerate's torchrun launcher (`--cpu` would start a single process); with no GPU the
     # processes run on the CPU and synchronise gradients over gloo
@@ -57,7 +57,7 @@ def test_two_processes_under_accelerate_launch_hold_identical_weights(tmp_path, 
         "steps": 4, "items_per_step": 1, "num_generations": 8, "num_iter_for_item": 2, "lr": 0.01, "seed": 0}}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "cacovid_lib.launch_policy_training",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "cacovid_lib.pipeline.launch_policy_training",
            "--model", str(tmp_path / "vlm"), "--world", str(tiny_world), "--out", str(tmp_path / "policy"),
            "--params", str(tmp_path / "params.yaml"), "--save-replicas", str(tmp_path / "replicas")]
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,

@@ -18,12 +18,8 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize as hf_smart_resize
 
 from cacovid_lib.io_utils import KitInputError
-from cacovid_lib.preprocess import (
-    QWEN_VIDEO_MAX_PIXELS,
-    QWEN_VIDEO_MIN_PIXELS,
-    llava_onevision_pixels,
-    qwen2_5_vl_pixels,
-    smart_resize,
+from cacovid_lib.models.preprocess import (
+    QWEN_VIDEO_MAX_PIXELS, QWEN_VIDEO_MIN_PIXELS, llava_onevision_pixels, qwen2_5_vl_pixels, smart_resize
 )
 
 TOL = 1e-6

@@ -5,17 +5,17 @@ unchanged on both backends; load errors are one clear line."""
 import numpy as np
 import pytest
 import torch
-
-from cacovid_lib.adapter import VideoLLM
-from cacovid_lib.io_utils import KitInputError
-from cacovid_lib.model_loader import load_video_llm
-from cacovid_lib.policy import CompressionPolicy, scores
-from cacovid_lib.policy_task import policy_keep_rule
-from cacovid_lib.preprocess import qwen2_5_vl_pixels
-from cacovid_lib.qwen_adapter import Qwen25VLVideoLLM
-from cacovid_lib.rewards import generation_rewards, multiple_choice_rewards
-from cacovid_lib.selection import select_tokens
 from conftest import QWEN_FRAME
+
+from cacovid_lib.compare.cacovid import policy_keep_rule
+from cacovid_lib.io_utils import KitInputError
+from cacovid_lib.method.policy import CompressionPolicy, scores
+from cacovid_lib.method.selection import select_tokens
+from cacovid_lib.models.base import VideoLLM
+from cacovid_lib.models.loader import load_video_llm
+from cacovid_lib.models.preprocess import qwen2_5_vl_pixels
+from cacovid_lib.models.qwen2_5_vl import Qwen25VLVideoLLM
+from cacovid_lib.models.rewards import generation_rewards, multiple_choice_rewards
 
 NUM_FRAMES = 4
 ITEMS = [

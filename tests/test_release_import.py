@@ -9,10 +9,10 @@ from safetensors import safe_open as real_safe_open
 from safetensors.torch import save_file
 from transformers import Qwen2Config, Qwen2Model
 
-from cacovid_lib import release_import
 from cacovid_lib.io_utils import KitInputError
-from cacovid_lib.policy import CompressionPolicy, load_policy, score_mlp
-from cacovid_lib.release_import import import_release_policy, main, read_release_policy_tensors
+from cacovid_lib.method.policy import CompressionPolicy, load_policy, score_mlp
+from cacovid_lib.models import release_import
+from cacovid_lib.models.release_import import import_release_policy, main, read_release_policy_tensors
 
 HEADS = ("token_compress", "frame_compress")
 

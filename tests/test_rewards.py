@@ -3,8 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from cacovid_lib.data import load_split
-from cacovid_lib.rewards import accuracy_reward, generation_rewards, multiple_choice_rewards, rouge_score, word_error_rate
+from cacovid_lib.embedded.split import load_split
+from cacovid_lib.models.rewards import (
+    accuracy_reward, generation_rewards, multiple_choice_rewards, rouge_score, word_error_rate
+)
 
 
 def test_video_r1_accuracy_rewards_per_problem_type():

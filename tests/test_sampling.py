@@ -5,8 +5,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cacovid_lib.sampling import density_peak_scores, grouped_rank_band_sample, mode_counts, sample_rollouts, tokens_per_frame
-from cacovid_lib.selection import clip_max_probability
+from cacovid_lib.method.sampling import (
+    density_peak_scores, grouped_rank_band_sample, mode_counts, sample_rollouts, tokens_per_frame
+)
+from cacovid_lib.method.selection import clip_max_probability
 
 
 def test_mode_counts_follow_the_release_split():

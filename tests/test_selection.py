@@ -3,12 +3,12 @@ import json
 
 import pytest
 import torch
+from conftest import ROOT
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cacovid_lib.io_utils import KitInputError
-from cacovid_lib.selection import clip_max_probability, select_tokens
-from conftest import ROOT
+from cacovid_lib.method.selection import clip_max_probability, select_tokens
 
 GOLDEN = json.loads((ROOT.parent / "shared" / "golden" / "release_vectors.json").read_text()) \
     if (ROOT.parent / "shared" / "golden" / "release_vectors.json").is_file() else None

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
+from cacovid_lib.data.video_io import read_video, uniform_frame_indices, write_video
 from cacovid_lib.io_utils import KitInputError
-from cacovid_lib.video_io import read_video, uniform_frame_indices, write_video
 
 
 def test_roundtrip_and_uniform_sampling(tmp_path):

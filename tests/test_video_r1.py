@@ -5,10 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cacovid_lib.data.video_io import write_video
+from cacovid_lib.data.video_r1 import TYPE_TEMPLATE, load_video_r1, question_prompt, read_media, write_filtered
 from cacovid_lib.io_utils import KitInputError
-from cacovid_lib.video_io import write_video
-from cacovid_lib.video_r1 import (TYPE_TEMPLATE, load_video_r1, question_prompt, read_media,
-                                  write_filtered)
 
 
 def _item(pid, problem_type, data_type, path, solution, options=()):

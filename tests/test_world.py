@@ -4,10 +4,11 @@ import json
 import numpy as np
 import pytest
 
-from cacovid_lib.data import load_split
+from cacovid_lib.data.schema import VIDEO_R1_FIELDS, answer_letter, load_items, option_texts
+from cacovid_lib.data.video_io import read_video
+from cacovid_lib.embedded.split import load_split
+from cacovid_lib.embedded.world import COLOURS, WorldSpec, build_world
 from cacovid_lib.io_utils import KitInputError
-from cacovid_lib.video_io import read_video
-from cacovid_lib.world import COLOURS, VIDEO_R1_FIELDS, WorldSpec, answer_letter, build_world, load_items, option_texts
 
 
 def test_items_are_video_r1_multiple_choice(tiny_world):

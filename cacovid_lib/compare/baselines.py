@@ -1,0 +1,277 @@
+"""Training-free token-selection baselines, in the same harness as the CaCoVID policy.
+
+Every baseline is a keep rule like the policy's (`keep_rule(idx, video_embeds) -> Selection`): it sees the
+video-token embeddings (B, N+1, D) of a batch of items (the last one is the never-pruned newline), and
+through `vlm` the prompts and the model, and keeps exactly `floor(ρ·N)` video tokens per item.
+A `Selection` is a keep-mask plus, for the two methods that need them, merged embeddings (VisionZip, the
+temporal merge) or a layer inside the LLM after which the dropped tokens are removed (FastV).
+
+Each method follows its paper's description; its docstring names the paper and what is simplified.
+The attention-based ones (FastV, VisionZip, the temporal merge's pruning step) need attention weights,
+which only the eager attention implementation returns; they switch the model to eager for their own
+forward (`eager_attention`) and back, so the rest of the kit keeps sdpa.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+
+from cacovid_lib.compare.keep import Selection
+from cacovid_lib.io_utils import KitInputError
+from cacovid_lib.models.base import VideoLLM
+
+
+def token_budget(num_tokens: int, retention: float) -> int:
+    """floor(ρ·N) tokens, at least one; ρ must lie in (0, 1]."""
+    if not 0 < retention <= 1:
+        raise KitInputError(f"retention: {retention} is outside (0, 1]")
+    return max(1, math.floor(retention * num_tokens))
+
+
+def top_k_mask(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, N) scores -> (B, N) bool with the k highest per row True."""
+    keeps = torch.zeros_like(scores, dtype=torch.bool)
+    return keeps.scatter(1, scores.topk(k, dim=1).indices, True)
+
+
+@contextmanager
+def eager_attention(model):
+    """Run `model` with the eager attention implementation (the only one that returns attention weights)."""
+    before = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        yield model
+    finally:
+        model.set_attn_implementation(before)
+
+
+def remembered(score_fn):
+    """score_fn(idx, video_embeds) -> (B, N), computed once per batch of item indices and then looked up: the
+    scores a method ranks by do not depend on the retention ratio, so a sweep over ratios can share them
+    (pass the result as the rules' `scores`)."""
+    cache: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def scores(idx, video_embeds):
+        key = tuple(int(i) for i in idx)
+        if key not in cache:
+            cache[key] = score_fn(idx, video_embeds)
+        return cache[key]
+
+    return scores
+
+
+# ---- uniform (random: evaluation.random_keep_rule) ----------------------------------------------
+def uniform_rule(vlm: VideoLLM, retention: float):
+    """Evenly spaced in time and space: the frame budget is split evenly over frames (earlier frames take the
+    remainder), and each frame keeps its share at evenly spaced raster positions, shifted from frame to frame
+    so that over time every position is visited."""
+    t, h, w = vlm.grid
+
+    def rule(idx, video_embeds):
+        n = t * h * w
+        k = token_budget(n, retention)
+        per_frame = [k // t + (j < k % t) for j in range(t)]
+        keeps = torch.zeros(n, dtype=torch.bool)
+        for j, c in enumerate(per_frame):
+            if c:
+                stride = h * w / c
+                cols = (torch.arange(c) * stride + (j * stride / t) % stride).long()  # (c,) evenly spaced, shifted
+                keeps[j * h * w + cols] = True
+        return Selection(keeps[None].expand(len(idx), -1).clone())
+
+    return rule
+
+
+# ---- FastV -----------------------------------------------------------------------------------------
+@torch.no_grad()
+def last_token_attention(vlm: VideoLLM, items: list[dict], video_embeds: torch.Tensor, layer: int) -> torch.Tensor:
+    """Attention each video token receives from the last prompt token at decoder layer `layer` (0-based),
+    averaged over heads, with every video token in the sequence: (B, N+1, D) -> (B, N).
+    The prompts are left-padded, so the last column is every row's last prompt token."""
+    prompts = [vlm.prompt(item) for item in items]
+    n = video_embeds.shape[1] - 1
+    seqs = [vlm.assemble(p, v, torch.ones(n, dtype=torch.bool)) for p, v in zip(prompts, video_embeds)]
+    width = max(e.shape[0] for e, _ in seqs)
+    pads = [width - e.shape[0] for e, _ in seqs]
+    embeds = torch.stack([F.pad(e, (0, 0, pad, 0)) for (e, _), pad in zip(seqs, pads)])  # (B, L, D)
+    positions = torch.stack([F.pad(q, (pad, 0)) for (_, q), pad in zip(seqs, pads)])  # (B, L)
+    mask = torch.stack([F.pad(torch.ones_like(q), (pad, 0)) for (_, q), pad in zip(seqs, pads)])  # (B, L)
+    lm = vlm.model.model.language_model
+    with eager_attention(vlm.model):
+        attn = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, output_attentions=True).attentions[layer]
+    last = attn[:, :, -1].float().mean(1)  # (B, L): the last prompt token's attention, head-averaged
+    starts = [pad + len(p.prefix_ids) for p, pad in zip(prompts, pads)]
+    return torch.stack([row[s:s + n] for row, s in zip(last, starts)])  # (B, N)
+
+
+def last_token_scores(vlm: VideoLLM, items: list[dict], layer: int):
+    """last_token_attention as a score function of (item indices, video_embeds) -> (B, N)."""
+    return lambda idx, video_embeds: last_token_attention(vlm, [items[i] for i in idx], video_embeds, layer)
+
+
+def fastv_rule(vlm: VideoLLM, items: list[dict], retention: float, layer: int = 1, inside_llm: bool = True, scores=None):
+    """FastV (Chen et al., "An Image is Worth 1/2 Tokens After Layer 2", ECCV 2024): rank video tokens by the
+    attention they receive from the last text token at an early layer and keep the top ones.
+    `inside_llm=True` is FastV proper: every token goes through layers 0..`layer`, then the unkept video tokens
+    are dropped from the hidden states (FastV's K = layer + 1). `inside_llm=False` is the input-level variant:
+    the same ranking, but the tokens are dropped before the LLM (one extra partial forward for the scores).
+    Simplification: the ranking uses the last prompt token's attention, head-averaged, as FastV does; the
+    whole forward is re-run for the scores (FastV fuses it into the one forward). `scores`: a shared
+    `last_token_scores` (e.g. `remembered`), else computed per call."""
+    scores = scores or last_token_scores(vlm, items, layer)
+
+    def rule(idx, video_embeds):
+        attention = scores(idx, video_embeds)  # (B, N)
+        keeps = top_k_mask(attention, token_budget(attention.shape[1], retention))
+        return Selection(keeps, prune_after_layer=layer if inside_llm else None)
+
+    return rule
+
+
+# ---- VisionZip -------------------------------------------------------------------------------------
+@torch.no_grad()
+def vision_attention_received(vlm: VideoLLM, pixels: torch.Tensor) -> torch.Tensor:
+    """Attention each pooled video token receives inside the vision encoder's last layer (the layer whose output
+    the LLM sees), averaged over heads and queries and pooled like the tokens: (B, t, 3, S, S) -> (B, t*h*w)."""
+    b, t = pixels.shape[:2]
+    tower = vlm.model.model.vision_tower
+    with eager_attention(vlm.model):
+        attn = tower(pixels.flatten(0, 1).to(vlm.device, vlm.model.dtype), output_attentions=True).attentions[-1]
+    received = attn.float().mean(dim=(1, 2))  # (B*t, P): mean over heads and queries
+    side = math.isqrt(received.shape[1])
+    _, h, w = vlm.grid
+    pooled = F.interpolate(received.view(-1, 1, side, side), size=(h, w), mode="bilinear")  # as the video tokens are pooled
+    return pooled.view(b, t * h * w)
+
+
+def visionzip_select(attention: torch.Tensor, video_embeds: torch.Tensor, k: int, dominant_share: float = 54 / 64) -> Selection:
+    """VisionZip (Yang et al., "VisionZip: Longer is Better but Not Necessary in Vision Language Models", CVPR 2025):
+    keep the `dominant_share` of the budget with the most vision-encoder attention (dominant tokens), and
+    spend the rest on contextual tokens: evenly spaced targets among the others, each the mean of the remaining
+    tokens most similar to it (dot product of embeddings). attention (B, N), video_embeds (B, N+1, D).
+    Simplifications: SigLIP has no CLS token, so 'attention' is the mean attention received (as VisionZip does
+    for SigLIP models); similarity uses the projected video-token embeddings instead of the encoder's keys;
+    selection is over the whole video rather than per frame (budgets at 5% are below one token per frame).
+    The 54:10 split is the paper's for 64 kept tokens."""
+    b, n = attention.shape
+    n_dominant = min(k, max(1, round(dominant_share * k)))
+    n_context = k - n_dominant
+    keeps = top_k_mask(attention, n_dominant)  # (B, N)
+    merged = video_embeds.clone()
+    for row in range(b):
+        rest = torch.nonzero(~keeps[row], as_tuple=True)[0]  # (R,) candidates for contextual tokens
+        if n_context == 0 or rest.numel() == 0:
+            continue
+        targets = rest[torch.linspace(0, rest.numel() - 1, n_context).round().long()]  # (C,)
+        x = F.normalize(video_embeds[row, rest].float(), dim=-1)  # (R, D)
+        assign = (x @ F.normalize(video_embeds[row, targets].float(), dim=-1).T).argmax(1)  # (R,) nearest target
+        assign[torch.searchsorted(rest, targets)] = torch.arange(n_context)  # each target in its own group
+        for c, target in enumerate(targets):
+            merged[row, target] = video_embeds[row, rest[assign == c]].mean(0)
+        keeps[row, targets] = True
+    return Selection(keeps, video_embeds=merged)
+
+
+def vision_scores(vlm: VideoLLM, split):
+    """vision_attention_received of the items' frames as a score function of (item indices, video_embeds) -> (B, N)
+    (re-runs the vision encoder on the batch's frames)."""
+
+    def scores(idx, video_embeds):
+        pixels = torch.stack([vlm.preprocess(split.frames[v]) for v in split.video_of_item[idx]])
+        return vision_attention_received(vlm, pixels)
+
+    return scores
+
+
+def visionzip_rule(vlm: VideoLLM, split, retention: float, dominant_share: float = 54 / 64, scores=None):
+    """VisionZip as a keep rule; `scores`: a shared `vision_scores` (e.g. `remembered`), else computed per call."""
+    scores = scores or vision_scores(vlm, split)
+
+    def rule(idx, video_embeds):
+        attention = scores(idx, video_embeds)  # (B, N)
+        return visionzip_select(attention, video_embeds, token_budget(attention.shape[1], retention), dominant_share)
+
+    return rule
+
+
+# ---- DivPrune --------------------------------------------------------------------------------------
+def divprune_select(video_tokens: torch.Tensor, k: int) -> torch.Tensor:
+    """DivPrune (Alvar et al., "DivPrune: Diversity-based Visual Token Pruning for Large Multimodal Models",
+    CVPR 2025): a max-min diversity subset of the video tokens under cosine distance, chosen greedily as the
+    paper's algorithm does: first the token whose nearest other token is farthest, then repeatedly the token
+    farthest from the chosen set (largest minimum distance). video_tokens (N, D) -> (N,) bool with k True."""
+    x = F.normalize(video_tokens.float(), dim=-1)
+    dist = 1 - x @ x.T  # (N, N) cosine distance
+    n = dist.shape[0]
+    keep = torch.zeros(n, dtype=torch.bool, device=x.device)
+    first = dist.masked_fill(torch.eye(n, dtype=torch.bool, device=x.device), float("inf")).min(1).values.argmax()
+    keep[first] = True
+    nearest = dist[first].clone()  # (N,) distance of each token to the chosen set
+    for _ in range(k - 1):
+        nxt = nearest.masked_fill(keep, -1).argmax()
+        keep[nxt] = True
+        nearest = torch.minimum(nearest, dist[nxt])
+    return keep
+
+
+def divprune_rule(retention: float):
+    def rule(idx, video_embeds):
+        n = video_embeds.shape[1] - 1
+        k = token_budget(n, retention)
+        return Selection(torch.stack([divprune_select(v[:n], k) for v in video_embeds]).cpu())
+
+    return rule
+
+
+# ---- temporal merging ------------------------------------------------------------------------------
+def temporal_merge_select(video_tokens: torch.Tensor, grid, importance: torch.Tensor, k: int, threshold: float = 0.9):
+    """Temporal merging in the spirit of FrameFusion (Fu et al., 2024) and PruneVid (Huang et al., 2024):
+    a token that is nearly the same (cosine similarity ≥ `threshold`) as the token at the same position in the
+    previous frame is merged into it (its chain keeps the earliest position and the mean embedding); the
+    most similar pairs merge first, and merging stops at the budget. The chains left are then pruned to k by
+    importance (the summed last-text-token attention of their members, as FrameFusion prunes by attention).
+    video_tokens (N, D), importance (N,) -> (keep (N,) bool with k True, merged embeddings (N, D))."""
+    t, h, w = grid
+    hw = h * w
+    n = t * hw
+    x = F.normalize(video_tokens.float(), dim=-1).view(t, hw, -1)
+    sim = (x[1:] * x[:-1]).sum(-1).flatten()  # ((t-1)*hw,) token j+hw vs token j
+    order = sim.argsort(descending=True)
+    parent = torch.arange(n)  # each token's chain head (earliest token of its chain)
+    alive = n
+    for pair in order.tolist():
+        if sim[pair] < threshold or alive <= k:
+            break
+        later = pair + hw
+        parent[later] = parent[pair]  # pairs merge in similarity order; chains follow the earlier token's head
+        alive -= 1
+    for j in range(n):  # resolve chains (a token's head may itself have been merged earlier in time)
+        parent[j] = parent[parent[j]]
+    heads = torch.unique(parent)
+    chain_importance = torch.zeros(n).index_add_(0, parent, importance.float().cpu())  # (N,) summed at the heads
+    keep = torch.zeros(n, dtype=torch.bool)
+    keep[heads[chain_importance[heads].topk(k).indices]] = True
+    merged = torch.zeros_like(video_tokens).index_add_(0, parent.to(video_tokens.device), video_tokens)
+    counts = torch.bincount(parent, minlength=n).clamp(min=1).to(video_tokens.device)
+    return keep, merged / counts[:, None].to(video_tokens.dtype)
+
+
+def temporal_merge_rule(vlm: VideoLLM, items: list[dict], retention: float, threshold: float = 0.9, layer: int = 1,
+                        scores=None):
+    """The temporal merge as a keep rule, pruning by FastV's attention (`scores`: a shared `last_token_scores`)."""
+    scores = scores or last_token_scores(vlm, items, layer)
+
+    def rule(idx, video_embeds):
+        n = video_embeds.shape[1] - 1
+        k = token_budget(n, retention)
+        importance = scores(idx, video_embeds)  # (B, N)
+        keeps, merged = [], video_embeds.clone()
+        for row in range(len(idx)):
+            keep, merged[row, :n] = temporal_merge_select(video_embeds[row, :n], vlm.grid, importance[row], k, threshold)
+            keeps.append(keep)
+        return Selection(torch.stack(keeps), video_embeds=merged)
+
+    return rule

@@ -1,0 +1,144 @@
+"""The one method registry: every token-selection method of the harness, by one display name and one key.
+
+The benchmark notebook, the GPU evaluation CLI (pipeline/benchmark_eval.py), the efficiency tables and the
+scripts all build their keep rules here, so a method has the same name, paper and settings everywhere:
+
+    rule = registry.build("FastV (input)", ctx, retention=0.1, settings=settings)   # or by key: "fastv_input"
+    selection = rule(idx, video_embeds)                                             # -> Selection
+
+A keep rule sees a batch of item indices into `ctx.items` and their video-token embeddings (B, N+1, D) (the
+last one is the never-pruned newline) and returns a `Selection` keeping exactly floor(rho*N) tokens per item.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from cacovid_lib.compare import baselines
+from cacovid_lib.compare.cacovid import policy_keep_rule
+from cacovid_lib.compare.keep import KeepRule, Selection, keep_all, random_keep_rule
+from cacovid_lib.io_utils import KitInputError
+from cacovid_lib.models.base import VideoLLM
+
+
+@dataclass
+class MethodSettings:
+    """The methods' own settings (their papers' defaults, adapted to the model's depth where said)."""
+
+    fastv_layer: int = 1  # FastV prunes after this LLM layer (K = layer + 1); also the temporal merge's attention layer
+    temporal_merge_threshold: float = 0.9  # cosine similarity above which a token merges into the previous frame's
+    visionzip_dominant_share: float = 54 / 64  # VisionZip: share of the kept tokens that are dominant
+    imp_ratio: float = 0.5  # CaCoVID: share of each frame's budget given to the policy's top-k (chosen on validation)
+    seed: int = 0  # Random
+
+
+@dataclass
+class MethodContext:
+    """What a method may read besides the batch's video-token embeddings.
+
+    vlm: the frozen video LLM; items: the items the rules' indices point into; pixels_of(idx) -> the batch's pixel
+    values (B, t, 3, S, S), for methods that re-run the vision tower (None where there are none); policy: the
+    trained CaCoVID policy (None: CaCoVID cannot be built); shared: score functions shared across retention ratios
+    (`shared_scores`), so that a sweep computes each method's ratio-independent scores once per batch."""
+
+    vlm: VideoLLM
+    items: list[dict]
+    pixels_of: Callable[[np.ndarray], torch.Tensor] | None = None
+    policy: torch.nn.Module | None = None
+    shared: dict[str, Callable] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Method:
+    """One registered method: its table name, its command-line key, its paper, and how to build its keep rule."""
+
+    name: str  # display name in tables and figures
+    key: str  # command-line key (benchmark_eval --method)
+    paper: str  # who, where, year
+    year: int
+    build: Callable[[MethodContext, float, MethodSettings], KeepRule]
+    llava_only: bool = False  # reads LLaVA-OneVision internals (1-D positions, SigLIP attention)
+    trained: bool = False  # needs a trained policy
+
+
+def _as_selection(rule) -> KeepRule:
+    """Wrap a rule that may return a bare (B, N) mask so that every registered rule returns a Selection."""
+
+    def wrapped(idx, video_embeds):
+        out = rule(idx, video_embeds)
+        return out if isinstance(out, Selection) else Selection(out)
+
+    return wrapped
+
+
+def _cacovid(ctx, r, s):
+    if ctx.policy is None:
+        raise KitInputError("method cacovid: needs a trained policy (--policy DIR)")
+    return policy_keep_rule(ctx.vlm, ctx.policy, ctx.items, r, s.imp_ratio)
+
+
+def _llm_scores(ctx, s):
+    return ctx.shared.get("llm_attention") or baselines.last_token_scores(ctx.vlm, ctx.items, s.fastv_layer)
+
+
+def _vision_scores(ctx):
+    if "vision_attention" in ctx.shared:
+        return ctx.shared["vision_attention"]
+    if ctx.pixels_of is None:
+        raise KitInputError("method visionzip: needs the videos' pixels (pixels_of) to re-run the vision tower")
+    return lambda idx, video_embeds: baselines.vision_attention_received(ctx.vlm, ctx.pixels_of(idx))
+
+
+METHODS: list[Method] = [
+    Method("All tokens", "all", "upper bound", 0, lambda ctx, r, s: keep_all),
+    Method("CaCoVID", "cacovid", "Ma et al., arXiv 2602.01649", 2026, _cacovid, trained=True),
+    Method("Random", "random", "uniformly random tokens", 0, lambda ctx, r, s: random_keep_rule(r, s.seed)),
+    Method("Uniform", "uniform", "evenly spaced in time and space", 0, lambda ctx, r, s: baselines.uniform_rule(ctx.vlm, r)),
+    Method("FastV", "fastv", "Chen et al., ECCV 2024 (arXiv 2403.06764)", 2024,
+           lambda ctx, r, s: baselines.fastv_rule(ctx.vlm, ctx.items, r, s.fastv_layer, inside_llm=True,
+                                                  scores=_llm_scores(ctx, s)), llava_only=True),
+    Method("FastV (input)", "fastv_input", "FastV's scores, pruned before the LLM", 2024,
+           lambda ctx, r, s: baselines.fastv_rule(ctx.vlm, ctx.items, r, s.fastv_layer, inside_llm=False,
+                                                  scores=_llm_scores(ctx, s)), llava_only=True),
+    Method("VisionZip", "visionzip", "Yang et al., CVPR 2025 (arXiv 2412.04467)", 2025,
+           lambda ctx, r, s: baselines.visionzip_rule(ctx.vlm, None, r, s.visionzip_dominant_share,
+                                                      scores=_vision_scores(ctx)), llava_only=True),
+    Method("DivPrune", "divprune", "Alvar et al., CVPR 2025 (arXiv 2503.02175)", 2025,
+           lambda ctx, r, s: baselines.divprune_rule(r)),
+    Method("Temporal merge", "temporal_merge", "PruneVid-style (Huang et al., ACL 2025, arXiv 2412.16117)", 2025,
+           lambda ctx, r, s: baselines.temporal_merge_rule(ctx.vlm, ctx.items, r, s.temporal_merge_threshold,
+                                                           s.fastv_layer, scores=_llm_scores(ctx, s)), llava_only=True),
+]
+
+
+def method(name_or_key: str) -> Method:
+    """The registered method with this display name or key, or a one-line error listing them."""
+    for m in METHODS:
+        if name_or_key in (m.name, m.key):
+            return m
+    raise KitInputError(f"method {name_or_key!r}: unknown; known: {', '.join(m.key for m in METHODS)}")
+
+
+def compressing_methods(llava: bool = True, trained: bool = True) -> list[Method]:
+    """Every method that selects tokens (not 'All tokens'); without the LLaVA-only ones for other backends."""
+    return [m for m in METHODS if m.key != "all" and (llava or not m.llava_only) and (trained or not m.trained)]
+
+
+def build(name_or_key: str, ctx: MethodContext, retention: float, settings: MethodSettings | None = None) -> KeepRule:
+    """The method's keep rule at `retention` (in (0, 1]) over `ctx.items`; it always returns a Selection."""
+    m = method(name_or_key)
+    if m.key != "all":
+        baselines.token_budget(1, retention)  # (0, 1] or a one-line error
+    return _as_selection(m.build(ctx, retention, settings or MethodSettings()))
+
+
+def shared_scores(ctx: MethodContext, settings: MethodSettings) -> dict[str, Callable]:
+    """Ratio-independent scores, computed once per batch and looked up afterwards (for a sweep over ratios)."""
+    shared = {"llm_attention": baselines.remembered(baselines.last_token_scores(ctx.vlm, ctx.items, settings.fastv_layer))}
+    if ctx.pixels_of is not None:
+        shared["vision_attention"] = baselines.remembered(
+            lambda idx, video_embeds: baselines.vision_attention_received(ctx.vlm, ctx.pixels_of(idx)))
+    return shared

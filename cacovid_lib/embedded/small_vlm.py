@@ -1,0 +1,253 @@
+"""Build and train the embedded default's small video LLM (a real `LlavaOnevisionForConditionalGeneration`).
+
+Recipe (why each piece is there, see ../shared/CALIBRATION.md for the costs measured here):
+1. Projector alignment with dense labels from the generator: every projected video token is pushed,
+   through the LLM's own (tied) word embeddings, towards the words of the object it shows
+   ("red", "circle") or "background". Retrieval in the LLM then matches like with like.
+2. Options are scored by their text ("red circle"), so each answer is found by two one-hop lookups
+   (is "red" present? is the red thing a circle?) instead of a question -> letter -> video chain.
+3. A token curriculum: the first steps keep only the object tokens (plus a growing share of the
+   background), so the LLM learns retrieval among a handful of tokens before it must find them
+   among all of them.
+4. Random video-token dropout afterwards (keep ratio drawn per batch) so the model tolerates
+   pruning, as real video LLMs do.
+5. Two phases, as real video LLMs are trained in stages: the vision tower learns with everything else for the
+   first `vision_steps` (its dense labels teach it in a few hundred steps), then it is frozen and its features of
+   every training video are computed once, so the remaining steps run only the projector and the LLM (0.3 s
+   per step here against 0.48 s with the tower). While the tower trains, a step may take several questions of
+   each of its videos (`questions_per_video`), so it encodes fewer videos: the tower's forward and backward are
+   most of such a step.
+6. AdamW with warm-up and cosine decay; everything seeded.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from cacovid_lib.embedded.world import COLOURS, SHAPES
+from cacovid_lib.models.base import VideoLLM
+
+
+@dataclass
+class SmallVLMConfig:
+    """Sizes of the small video LLM."""
+
+    vision_hidden: int = 64  # SigLIP hidden size
+    vision_layers: int = 2  # SigLIP encoder layers
+    image_size: int = 64  # frame side in pixels
+    patch_size: int = 8  # SigLIP patch side -> 8x8 patches, pooled 2x2 to 4x4 video tokens per frame
+    text_hidden: int = 128  # Qwen2 hidden size (D)
+    text_layers: int = 3  # Qwen2 decoder layers
+    text_heads: int = 4  # Qwen2 attention heads
+    text_kv_heads: int = 2  # Qwen2 key/value heads (grouped-query attention, as in Qwen2-7B)
+
+
+@dataclass
+class VLMTrainConfig:
+    """Training recipe of the small video LLM."""
+
+    steps: int = 1500  # optimiser steps
+    batch_size: int = 32  # items per step
+    lr: float = 2e-3  # peak learning rate (AdamW)
+    warmup_steps: int = 100  # linear warm-up before cosine decay to 10% of `lr`
+    weight_decay: float = 0.01  # AdamW weight decay
+    aux_weight: float = 1.0  # weight of the per-token label loss (projector alignment)
+    full_keep_prob: float = 0.5  # share of batches that keep every video token
+    min_keep_ratio: float = 0.02  # other batches keep a ratio drawn uniformly in [min, max]
+    max_keep_ratio: float = 0.6
+    curriculum_steps: int = 400  # token curriculum: first keep only object tokens, then add background linearly
+    vision_steps: int | None = None  # then the vision tower is frozen and its features cached (None: trained throughout)
+    questions_per_video: int = 1  # while the tower trains, a step's items come from batch_size / this many videos
+    seed: int = 0  # seeds init, batches and dropout
+
+    def __post_init__(self):
+        if self.questions_per_video < 1 or self.batch_size % self.questions_per_video:
+            raise ValueError(f"questions_per_video: {self.questions_per_video} must divide batch_size ({self.batch_size})")
+
+
+def build_small_vlm(tokenizer, cfg: SmallVLMConfig, seed: int = 0):
+    """A randomly initialised LLaVA-OneVision with small SigLIP and Qwen2 configs."""
+    from transformers import (
+        LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, Qwen2Config, SiglipVisionConfig
+    )
+
+    vision = SiglipVisionConfig(
+        hidden_size=cfg.vision_hidden, intermediate_size=cfg.vision_hidden * 4, num_hidden_layers=cfg.vision_layers,
+        num_attention_heads=max(1, cfg.vision_hidden // 32), image_size=cfg.image_size, patch_size=cfg.patch_size,
+        vision_use_head=False,
+    )
+    text = Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=cfg.text_hidden, intermediate_size=cfg.text_hidden * 3,
+        num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads, num_key_value_heads=cfg.text_kv_heads,
+        max_position_embeddings=1024, tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+    )
+    config = LlavaOnevisionConfig(
+        vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        video_token_index=tokenizer.convert_tokens_to_ids("<video>"), vision_feature_layer=-1,
+        vision_feature_select_strategy="full", tie_word_embeddings=True, image_grid_pinpoints=[[cfg.image_size, cfg.image_size]],
+    )
+    torch.manual_seed(seed)
+    return LlavaOnevisionForConditionalGeneration(config)
+
+
+def token_word_targets(labels: np.ndarray, layouts: list[dict], tokenizer) -> torch.Tensor:
+    """Per video token, the vocabulary ids of its colour and shape words (or 'background' twice): (V, t*h*w, 2)."""
+    background = tokenizer.convert_tokens_to_ids("background")
+    word = {w: tokenizer.convert_tokens_to_ids(w) for w in list(COLOURS) + list(SHAPES)}
+    flat = labels.reshape(labels.shape[0], -1)  # (num_videos, t*h*w)
+    out = np.full(flat.shape + (2,), background)
+    for v, layout in enumerate(layouts):
+        for k, obj in enumerate(layout["objects"]):
+            out[v, flat[v] == k] = (word[obj["colour"]], word[obj["shape"]])
+    return torch.from_numpy(out)
+
+
+def random_keep_masks(rng: np.random.Generator, batch: int, n: int, cfg: VLMTrainConfig) -> torch.Tensor:
+    """(batch, n) bool: all-ones for a share of batches, otherwise random subsets of one random size
+    (one size per batch keeps the padded length short, which is most of the step time)."""
+    if rng.random() < cfg.full_keep_prob:
+        return torch.ones(batch, n, dtype=torch.bool)
+    k = int(round(rng.uniform(cfg.min_keep_ratio, cfg.max_keep_ratio) * n))
+    order = np.argsort(rng.random((batch, n)), axis=1)[:, :k]  # (batch, k) random distinct indices per row
+    keeps = np.zeros((batch, n), bool)
+    np.put_along_axis(keeps, order, True, axis=1)
+    return torch.from_numpy(keeps)
+
+
+def curriculum_keep_masks(rng, labels: np.ndarray, background_share: float) -> torch.Tensor:
+    """(batch, n) bool: every object token plus a `background_share` of the others. Retrieval among a few
+    tokens is learned fast; the background is added back as training goes on."""
+    objects = labels >= 0  # (batch, n)
+    return torch.from_numpy(objects | (rng.random(labels.shape) < background_share))
+
+
+def draw_items(rng: np.random.Generator, items_of_video: list[np.ndarray], batch: int, per_video: int) -> np.ndarray:
+    """(batch,) item indices: batch / per_video distinct videos, per_video distinct questions of each."""
+    videos = rng.choice(len(items_of_video), batch // per_video, replace=False)
+    return np.concatenate([rng.choice(items_of_video[v], per_video, replace=False) for v in videos])
+
+
+def lr_at(step: int, cfg: VLMTrainConfig) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@torch.no_grad()
+def vision_features(vlm: VideoLLM, videos, batch_size: int = 32) -> torch.Tensor:
+    """The vision tower's output features of every video, the ones `get_video_features` projects:
+    videos (V, t, H, W, 3) uint8 -> (V, t, P, C) with P patches per frame."""
+    tower, layer = vlm.model.model.vision_tower, vlm.model.config.vision_feature_layer
+    out = []
+    for start in range(0, len(videos), batch_size):
+        pixels = torch.stack([vlm.preprocess(v) for v in videos[start:start + batch_size]])  # (B, t, 3, S, S)
+        hidden = tower(pixels.flatten(0, 1), output_hidden_states=True).hidden_states[layer]  # (B*t, P, C)
+        out.append(hidden.view(*pixels.shape[:2], *hidden.shape[1:]))
+    return torch.cat(out)
+
+
+def video_embeds_from_features(model, features: torch.Tensor) -> torch.Tensor:
+    """What `get_video_features` makes of the vision tower's features (its "full" feature strategy): project,
+    pool 2x2, append the newline embedding. features (B, t, P, C) -> (B, t*h*w + 1, D)."""
+    b, t = features.shape[:2]
+    video = model.model.apply_pooling(model.model.multi_modal_projector(features.flatten(0, 1)))  # (B*t, h*w, D)
+    newline = model.model.image_newline[None, None].expand(b, 1, -1)  # (B, 1, D)
+    return torch.cat([video.reshape(b, -1, video.shape[-1]), newline], dim=1)
+
+
+def train_small_vlm(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn=None, eval_every: int = 0) -> list[dict]:
+    """Train every weight of `vlm.model` on `split` (a VideoQASplit with layouts). Returns the loss history."""
+    model, tok = vlm.model, vlm.tokenizer
+    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    targets = token_word_targets(split.object_labels, split.layouts, tok)  # (num_videos, N, 2)
+    prompts = [vlm.prompt(item) for item in split.items]
+    eos = tok.eos_token_id
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    history = []
+    model.train()
+    features = None  # (num_videos, t, P, C) frozen vision-tower features, once the vision phase is over
+    vision_phase = cfg.vision_steps is None or cfg.vision_steps > 0
+    pixels = torch.stack([vlm.preprocess(v) for v in split.frames]) if vision_phase else None  # (V, t, 3, S, S)
+    items_of_video = [np.flatnonzero(split.video_of_item == v) for v in range(len(split.frames))]
+    if cfg.questions_per_video > min(len(i) for i in items_of_video):
+        raise ValueError(f"questions_per_video: {cfg.questions_per_video} is more than some video's questions")
+    bar = tqdm(range(cfg.steps), desc="train video LLM", mininterval=5)
+    for step in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        if step == cfg.vision_steps:  # vision phase over: freeze the tower, compute its features of every video once
+            model.model.vision_tower.requires_grad_(False)
+            features, pixels = vision_features(vlm, split.frames), None
+        # batch: items, their videos, random keep-masks
+        if features is None and cfg.questions_per_video > 1:
+            idx = draw_items(rng, items_of_video, cfg.batch_size, cfg.questions_per_video)
+        else:
+            idx = rng.choice(len(split), cfg.batch_size, replace=False)
+        vids = split.video_of_item[idx]
+        if features is None:  # the tower encodes each distinct video of the batch once
+            unique, inverse = np.unique(vids, return_inverse=True)
+            video_embeds = vlm.encode_video(pixels[unique])[torch.from_numpy(inverse)]  # (B, N+1, D)
+        else:
+            video_embeds = video_embeds_from_features(model, features[vids])  # (B, N+1, D)
+        n = video_embeds.shape[1] - 1
+        if step < cfg.curriculum_steps:
+            keeps = curriculum_keep_masks(rng, split.object_labels[vids].reshape(len(idx), n), step / cfg.curriculum_steps)
+        else:
+            keeps = random_keep_masks(rng, cfg.batch_size, n, cfg)  # (B, N)
+        # auxiliary loss: each projected video token should read as its object's words through the tied embeddings
+        word_logits = torch.log_softmax(model.lm_head(video_embeds[:, :n]), dim=-1)  # (B, N, V)
+        aux = -word_logits.gather(-1, targets[vids]).mean()
+        # answer loss: teacher-forced correct option text + end of turn, on the compressed sequence
+        conts = [prompts[i].option_ids[split.answers[i]] + [eos] for i in idx]
+        logp = vlm.continuation_logprobs([prompts[i] for i in idx], video_embeds, keeps, conts)
+        answer = -(logp / torch.tensor([len(c) for c in conts])).mean()
+        loss = answer + cfg.aux_weight * aux
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        record = {"step": step, "loss": loss.item(), "answer_loss": answer.item(), "aux_loss": aux.item(), "lr": lr_at(step, cfg)}
+        if eval_fn is not None and eval_every and (step + 1) % eval_every == 0:
+            model.eval()
+            record.update(eval_fn())
+            model.train()
+        history.append(record)
+        bar.set_postfix(answer=f"{answer.item():.3f}", aux=f"{aux.item():.3f}", refresh=False)
+    model.requires_grad_(True)
+    model.eval()
+    return history
+
+
+def config_dict(model_cfg: SmallVLMConfig, train_cfg: VLMTrainConfig) -> dict:
+    return {"model": asdict(model_cfg), "train": asdict(train_cfg)}
+
+
+def save_model_folder(model, tokenizer, folder, resolved_config: dict) -> None:
+    """`save_pretrained` model + tokenizer (+ the resolved training config) into `folder`, atomically:
+    written to a temporary sibling folder, then renamed into place."""
+    import json
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "kit_config.json").write_text(json.dumps(resolved_config, indent=2) + "\n")
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)

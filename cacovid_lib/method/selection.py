@@ -1,0 +1,80 @@
+"""Any-ratio inference selection (METHOD §5) and max-probability clipping (METHOD §3 step 3).
+
+Both reproduce the release's behaviour exactly (tests/test_selection.py checks them against
+../shared/golden/release_vectors.json).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from cacovid_lib.io_utils import KitInputError
+
+
+def clip_max_probability(p: torch.Tensor, cap: float) -> torch.Tensor:
+    """Max-probability clipping of a 1-D distribution (METHOD §3 step 3): floor every entry at 1/n²,
+    renormalise; if the largest entry exceeds `cap`, fix it at `cap` and clip the rest, renormalised to
+    the remaining mass, with the cap scaled to match (recursively). p: (n,) -> (n,) summing to 1."""
+    return _clip_free(p, cap, torch.ones_like(p, dtype=torch.bool), p.shape[0])
+
+
+def _clip_free(p, cap, free, n):
+    p = torch.where(free, p.clamp(min=1.0 / n**2), torch.zeros_like(p))  # floored, fixed entries zeroed
+    p = p / p.sum()
+    cap = min(cap, 0.999)
+    top = int(p.argmax())
+    if int(free.sum()) == 1 or p[top] <= cap:
+        return p
+    free = free.clone()
+    free[top] = False
+    rest = 1 - max(cap, 0.001)
+    out = _clip_free(p, cap / rest, free, n) * rest
+    out[top] = cap
+    return out
+
+
+def frame_budgets(frame_scores: torch.Tensor, grid, retention: float, imp_ratio: float, max_frame_ratio: float) -> torch.Tensor:
+    """Per-frame counts of top-scored tokens (METHOD §5 steps 1-2): (t,) ints summing to floor(imp_ratio·ρ·t·h·w)."""
+    t, h, w = grid
+    f = frame_scores.float()
+    f = f / f.abs().max().clamp(min=1e-12) * 3
+    p = torch.softmax(f, dim=0).clip(min=1 / (2 * t), max=1 / (t * retention) * max_frame_ratio)
+    p = p / p.sum()
+    # the products are written in the release's order so that float rounding matches it exactly
+    counts = (p * round(imp_ratio * retention * h * w * t)).round().clip(min=1, max=int(imp_ratio * h * w * max_frame_ratio)).long()
+    target = math.floor(imp_ratio * retention * h * w * t)
+    while counts.sum() > target:  # take one from the frame that has most
+        counts[counts.argmax()] -= 1
+    while counts.sum() < target:  # give one to the frame that has fewest
+        counts[counts.argmin()] += 1
+    return counts
+
+
+def select_tokens(frame_scores: torch.Tensor, token_scores: torch.Tensor, grid: tuple[int, int, int],
+                  retention: float, imp_ratio: float = 0.5, max_frame_ratio: float | None = None) -> torch.Tensor:
+    """Keep mask over t·h·w video tokens with exactly floor(retention·t·h·w) True (METHOD §5).
+
+    frame_scores: (t,) frame-head scores f; token_scores: (t·h·w,) token-head scores s, time-then-space order.
+    max_frame_ratio: the per-frame cap `msr` (release: 1.5 × retention when None).
+    """
+    t, h, w = grid
+    hw = h * w
+    if not 0 < retention <= 1:
+        raise KitInputError(f"retention: {retention} is outside (0, 1]")
+    if token_scores.shape[0] != t * hw or frame_scores.shape[0] != t:
+        raise KitInputError(f"scores: expected {t} frame and {t * hw} token scores, got {frame_scores.shape[0]} and {token_scores.shape[0]}")
+    msr = 1.5 * retention if max_frame_ratio is None else max_frame_ratio
+    n_total = math.floor(retention * t * h * w)
+    counts = frame_budgets(frame_scores, grid, retention, imp_ratio, msr)  # (t,)
+    order = token_scores.float().view(t, hw).sort(dim=-1, descending=True).indices  # (t, h*w) best first
+    take = torch.arange(hw, device=order.device)[None] < counts[:, None].to(order.device)  # (t, h*w)
+    keep = torch.zeros(t * hw, dtype=torch.bool, device=token_scores.device)
+    keep[(order + torch.arange(t, device=order.device)[:, None] * hw)[take]] = True  # step 3: per-frame top-n_j
+    rest = n_total - int(keep.sum())
+    # step 4: evenly spaced fill among the tokens not kept yet. The release fills only when imp_ratio < 1,
+    # so a frame budget above h*w (possible at high retention) left it short of N; we always fill.
+    if rest > 0:
+        free = torch.nonzero(~keep, as_tuple=True)[0]
+        keep[free[torch.linspace(0, free.numel() - 1, rest).round().long()]] = True
+    return keep
