@@ -7,17 +7,7 @@ import torch
 from tqdm import tqdm
 
 from cacovid_lib.compare.keep import KeepRule, Selection, keep_all
-from cacovid_lib.models.base import VideoLLM
-
-
-@torch.no_grad()
-def encode_split_videos(vlm: VideoLLM, split, batch_size: int = 64) -> torch.Tensor:
-    """Video-token embeddings of every video of `split`, computed once by the frozen model: (V, N+1, D)."""
-    out = []
-    for start in tqdm(range(0, len(split.frames), batch_size), desc="encode videos", mininterval=5, leave=False):
-        pixels = torch.stack([vlm.preprocess(f) for f in split.frames[start:start + batch_size]])
-        out.append(vlm.encode_video(pixels))
-    return torch.cat(out)
+from cacovid_lib.models.base import VideoLLM, encode_videos
 
 
 @torch.no_grad()
@@ -37,7 +27,7 @@ def predict(vlm: VideoLLM, split, keep_rule: KeepRule = keep_all, batch_size: in
             video_embeds: torch.Tensor | None = None):
     """Predicted option index and the number of kept video tokens for every item of `split`.
     `video_embeds` (V, N+1, D): the split's encoded videos, when the caller already has them."""
-    video_embeds = encode_split_videos(vlm, split) if video_embeds is None else video_embeds
+    video_embeds = encode_videos(vlm, split.frames) if video_embeds is None else video_embeds
     preds, kept = [], []
     for start in tqdm(range(0, len(split), batch_size), desc=desc, mininterval=5, leave=False):
         idx = np.arange(start, min(start + batch_size, len(split)))

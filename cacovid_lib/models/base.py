@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from tqdm import tqdm
 
 from cacovid_lib.method.policy import PolicyInputs
 
@@ -66,3 +67,14 @@ class VideoLLM:
             if all(done):
                 break
         return [self.tokenizer.decode(o, skip_special_tokens=True).strip() for o in outs]
+
+
+@torch.no_grad()
+def encode_videos(vlm: VideoLLM, videos, batch_size: int = 64) -> torch.Tensor:
+    """Video-token embeddings of every video (uint8 frames (t, H, W, 3) each), computed once by the frozen model:
+    (V, N+1, D)."""
+    out = []
+    for start in tqdm(range(0, len(videos), batch_size), desc="encode videos", mininterval=5, leave=False):
+        pixels = torch.stack([vlm.preprocess(f) for f in videos[start:start + batch_size]])
+        out.append(vlm.encode_video(pixels))
+    return torch.cat(out)

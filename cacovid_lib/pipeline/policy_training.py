@@ -8,10 +8,9 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from cacovid_lib.compare.evaluation import encode_split_videos
 from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.method.policy import CompressionPolicy, PolicyInputs
-from cacovid_lib.models.base import VideoLLM
+from cacovid_lib.models.base import VideoLLM, encode_videos
 from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
 from cacovid_lib.models.rewards import generation_rewards, multiple_choice_rewards
 
@@ -24,7 +23,7 @@ class PolicyTask:
             raise ValueError(f"reward: {reward!r}, expected 'multiple_choice' or 'generation'")
         self.vlm, self.split, self.reward = vlm, split, reward
         self.items, self.answers = split.items, split.answers
-        self.video_embeds = encode_split_videos(vlm, split) if video_embeds is None else video_embeds  # (V, N+1, D)
+        self.video_embeds = encode_videos(vlm, split.frames) if video_embeds is None else video_embeds  # (V, N+1, D)
         self.prompts = [vlm.prompt(item) for item in split.items]
 
     def item_video_embeds(self, idx) -> torch.Tensor:

@@ -1,0 +1,87 @@
+"""The layout's rules: imports run downhill between the rooms, and every DVC stage declares the code it runs."""
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cacovid_lib.pipeline.code_deps import imported_modules, stage_code_deps, transitive_files
+from conftest import ROOT
+
+PACKAGE = ROOT / "cacovid_lib"
+# room -> the kit rooms it may import from (io_utils, the floor, is open to every room)
+ALLOWED = {
+    "method": set(),
+    "data": set(),
+    "models": {"method", "data"},
+    "embedded": {"data", "models", "method"},
+    "compare": {"method", "data", "models"},
+    "pipeline": {"method", "data", "models", "embedded", "compare"},
+}
+# method/ is model-agnostic: torch (and accelerate for the distributed loop), no transformers, no other kit room
+
+
+def room_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def modules_of(room: str):
+    for path in sorted((PACKAGE / room).glob("*.py")):
+        yield path, imported_modules(path.read_text())
+
+
+@pytest.mark.parametrize("room", sorted(ALLOWED))
+def test_rooms_import_only_downhill(room):
+    for path, modules in modules_of(room):
+        for module in modules:
+            other = room_of(module)
+            assert other in ALLOWED[room] | {room, "io_utils"}, f"{path.relative_to(ROOT)} imports {module}"
+
+
+def test_method_imports_no_model_library():
+    for path in sorted((PACKAGE / "method").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+            for name in names:
+                top = name.split(".")[0]
+                if top == "cacovid_lib":
+                    assert name == "cacovid_lib.io_utils" or name.startswith("cacovid_lib.method."), \
+                        f"{path.name} imports {name}"
+                else:
+                    assert top not in {"transformers", "pandas", "matplotlib"}, f"{path.name} imports {name}"
+
+
+def test_nothing_outside_pipeline_imports_pipeline():
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.parent.name == "pipeline":
+            continue
+        assert not any(room_of(m) == "pipeline" for m in imported_modules(path.read_text())), path
+
+
+def test_the_import_walk_sees_function_level_and_package_imports():
+    source = "from cacovid_lib.compare import baselines\ndef f():\n    from cacovid_lib.method.selection import select_tokens\n"
+    assert imported_modules(source) == {"cacovid_lib.compare.baselines", "cacovid_lib.method.selection"}
+    files = {p.relative_to(ROOT).as_posix() for p in transitive_files(source)}
+    assert {"cacovid_lib/compare/baselines.py", "cacovid_lib/method/selection.py", "cacovid_lib/io_utils.py"} <= files
+
+
+STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_every_stage_declares_the_code_it_runs_and_not_the_whole_package(stage):
+    deps = [str(d) for d in STAGES[stage]["deps"]]
+    assert "cacovid_lib" not in deps and "cacovid_lib/" not in deps, f"{stage} depends on the whole package"
+    notebook = next(d for d in deps if d.endswith(".ipynb"))
+    missing = [d for d in stage_code_deps(notebook) if d not in deps]
+    assert not missing, f"dvc.yaml stage {stage} misses code deps {missing} (python -m cacovid_lib.pipeline.code_deps)"
+    stale = [d for d in deps if d.startswith("cacovid_lib/") and d not in stage_code_deps(notebook)]
+    assert not stale, f"dvc.yaml stage {stage} declares code it does not run: {stale}"
+
+
+def test_the_world_and_the_video_llm_do_not_run_the_comparison_harness():
+    for stage in ("build_world", "train_vlm"):
+        notebook = next(d for d in STAGES[stage]["deps"] if str(d).endswith(".ipynb"))
+        assert not [d for d in stage_code_deps(notebook) if d.startswith("cacovid_lib/compare/")], stage
