@@ -11,13 +11,12 @@ import json
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
-from cacovid_lib.compare import baselines
-from cacovid_lib.compare.cacovid import policy_keep_rule
-from cacovid_lib.compare.evaluation import encode_split_videos
-from cacovid_lib.compare.keep import Selection, random_keep_rule
+from cacovid_lib.compare import registry
 from cacovid_lib.embedded.split import load_split
 from cacovid_lib.method.policy import load_policy
+from cacovid_lib.models.base import encode_videos
 from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
 
 
@@ -39,19 +38,20 @@ def main():
     policy = load_policy("models/policy", vlm.model.model.language_model).eval()
     imp_ratio = json.load(open("reports/metrics/policy.json"))["imp_ratio"]
     test = load_split("data/world", "test", 8)
-    embeds = encode_split_videos(vlm, test)[test.video_of_item]  # (items, N+1, D)
-    rules = {"CaCoVID": policy_keep_rule(vlm, policy, test.items, args.retention, imp_ratio),
-             "DivPrune": baselines.divprune_rule(args.retention),
-             "FastV (input)": baselines.fastv_rule(vlm, test.items, args.retention, 0, inside_llm=False),
-             "VisionZip": baselines.visionzip_rule(vlm, test, args.retention),  # kept positions (contextual ones hold merges)
-             "Random": random_keep_rule(args.retention)}
+    embeds = encode_videos(vlm, test.frames)[test.video_of_item]  # (items, N+1, D)
+    settings = registry.MethodSettings(**(yaml.safe_load(open("params.yaml")).get("methods") or {}), imp_ratio=imp_ratio)
+    pixels_of = lambda idx: torch.stack([vlm.preprocess(test.frames[v]) for v in test.video_of_item[idx]])
+    ctx = registry.MethodContext(vlm, test.items, pixels_of=pixels_of, policy=policy)
+    ctx.shared = registry.shared_scores(ctx, settings)
+    # every registered method; the merging ones' kept positions hold their merged tokens
+    rules = {m.name: registry.build(m.key, ctx, args.retention, settings) for m in registry.compressing_methods()}
     rows = {}
     for name, rule in rules.items():
         keeps = []
         for start in range(0, len(test), 64):
             idx = np.arange(start, min(start + 64, len(test)))
             sel = rule(idx, embeds[idx])
-            keeps.append((sel.keeps if isinstance(sel, Selection) else sel).cpu())
+            keeps.append(sel.keeps.cpu())
         rows[name] = coverage(test, torch.cat(keeps))
     print(f"retention {args.retention}, test split ({len(test)} questions)")
     print(pd.DataFrame(rows).T.round(3).to_markdown())

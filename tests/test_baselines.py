@@ -5,10 +5,11 @@ import pytest
 import torch
 
 from cacovid_lib.compare import baselines
-from cacovid_lib.compare.evaluation import encode_split_videos, option_scores, predict
+from cacovid_lib.compare.evaluation import option_scores, predict
 from cacovid_lib.compare.keep import Selection, random_keep_rule
 from cacovid_lib.embedded.split import load_split
 from cacovid_lib.io_utils import KitInputError
+from cacovid_lib.models.base import encode_videos
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def test_split(tiny_world):
 
 @pytest.fixture(scope="module")
 def embeds(tiny_vlm, test_split):
-    return encode_split_videos(tiny_vlm, test_split)  # (V, N+1, D)
+    return encode_videos(tiny_vlm, test_split.frames)  # (V, N+1, D)
 
 
 def _rules(vlm, split, ratio):
@@ -40,7 +41,8 @@ def test_every_baseline_keeps_exactly_the_budget_and_answers(tiny_vlm, test_spli
     n = tiny_vlm.num_video_tokens
     for name, rule in _rules(tiny_vlm, test_split, ratio).items():
         sel = rule(idx, batch)
-        keeps = sel.keeps if isinstance(sel, Selection) else sel
+        sel = sel if isinstance(sel, Selection) else Selection(sel)  # random_keep_rule returns a bare mask
+        keeps = sel.keeps
         assert keeps.shape == (3, n) and keeps.dtype == torch.bool, name
         assert (keeps.sum(1) == int(ratio * n)).all(), name
         scores = option_scores(tiny_vlm, [test_split.items[i] for i in idx], batch, sel)

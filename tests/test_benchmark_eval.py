@@ -105,7 +105,7 @@ def test_llava_all_random_cacovid_in_both_answer_modes(llava, llava_policy, vide
         views = prompt_items(items)
         _, video = benchmark_eval.encode_items(llava, views)
         with prompt_template(llava, chat_template(llava)):
-            scores = option_scores(llava, views, video, torch.ones(3, LLAVA_TOKENS, dtype=torch.bool))
+            scores = option_scores(llava, views, video, Selection(torch.ones(3, LLAVA_TOKENS, dtype=torch.bool)))
         assert [r["predicted"] for r in lines(tmp_path / "all.jsonl")] == ["ABCD"[i] for i in scores.argmax(-1)]
 
 
@@ -128,6 +128,22 @@ def test_llava_attention_baselines_and_fastv_generation(llava, videomme, tmp_pat
         assert generate_pruned_inside(llava, views, video, every, 0, 4) == llava.generate(views, video, every, max_new_tokens=4)
     profile = efficiency_profile(llava, items[:1], "fastv", 0.25, repeats=1, fastv_layer=0)
     assert profile["kept_tokens"] == LLAVA_TOKENS // 4 and profile["prefill_ms"] > 0 and profile["selection_ms"] > 0
+
+
+@pytest.mark.parametrize("backend", ["llava", "qwen"])
+def test_the_registrys_new_methods_run_on_both_backends(backend, request, videomme, tmp_path):
+    """FastVID, FlashVID, HoliTom and VidCom² need no LLaVA-only forward: each runs on both backends by its key, with
+    the registry's settings from the params' evaluation block (method_settings), at exactly the budget."""
+    vlm = request.getfixturevalue(backend)
+    _, _, items = videomme
+    settings = benchmark_eval.method_settings({"fastv_layer": 0, "fastvid_threshold": 0.8, "answer_mode": "generate"})
+    assert settings == {"fastv_layer": 0, "fastvid_threshold": 0.8}
+    for method in ("fastvid", "flashvid", "holitom", "vidcom2"):
+        evaluate_benchmark(vlm, items[:2], method, 0.25, NUM_FRAMES, tmp_path / f"{method}.jsonl", max_new_tokens=2,
+                           answer_mode="loglikelihood", **settings)
+        assert [r["kept_tokens"] for r in lines(tmp_path / f"{method}.jsonl")] == [vlm.num_video_tokens // 4] * 2, method
+    with pytest.raises(KitInputError, match="method setting 'fastvid_treshold': unknown; known: fastv_layer, "):
+        benchmark_eval.make_selector(vlm, [], "fastvid", 0.25, fastvid_treshold=0.8)
 
 
 @pytest.mark.parametrize("backend", ["llava", "qwen"])
@@ -178,7 +194,10 @@ def test_qwen_cacovid_generate_and_unsupported_methods(qwen, videomme, tmp_path)
     assert [r["kept_tokens"] for r in lines(tmp_path / "qa.jsonl")] == [qwen.num_video_tokens] * 3
     with pytest.raises(KitInputError) as err:
         evaluate_benchmark(qwen, items, "fastv", 0.25, NUM_FRAMES, tmp_path / "f.jsonl")
-    assert str(err.value) == ("method 'fastv': not supported for Qwen2.5-VL; supported: all, cacovid, random, uniform, divprune")
+    assert str(err.value) == ("method 'fastv': not supported for Qwen2.5-VL; supported: all, cacovid, random, uniform, "
+                              "divprune, fastvid, flashvid, holitom, vidcom2")
+    with pytest.raises(KitInputError, match="method 'nope': not supported for Qwen2.5-VL; supported: all, cacovid, .*vidcom2$"):
+        benchmark_eval.make_selector(qwen, [], "nope", 0.25)
     with pytest.raises(KitInputError, match="method cacovid: needs a trained policy"):
         evaluate_benchmark(qwen, items, "cacovid", 0.25, NUM_FRAMES, tmp_path / "c.jsonl")
     with pytest.raises(KitInputError, match="num_frames: 8, but the model was loaded for 4 frames"):

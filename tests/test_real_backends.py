@@ -2,10 +2,14 @@
 reloaded through `load_video_llm`: the compressed forward with every token equals the plain transformers forward;
 Qwen2.5-VL's kept tokens carry their full-sequence rotary ids; the policy, selection, rewards and generation run
 unchanged on both backends; load errors are one clear line."""
+import copy
+import re
+
 import numpy as np
 import pytest
 import torch
 from conftest import QWEN_FRAME
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
 from cacovid_lib.compare.cacovid import policy_keep_rule
 from cacovid_lib.io_utils import KitInputError
@@ -59,8 +63,9 @@ def test_loader_picks_the_backend_and_grid(qwen, llava):
     prompt = qwen.prompt(ITEMS[0])
     start, end = qwen.tokenizer.convert_tokens_to_ids(["<|vision_start|>", "<|vision_end|>"])
     assert prompt.prefix_ids[-1] == start and end not in prompt.suffix_ids  # <|vision_end|> travels as video token N
-    # frames already at frame_size: the processor's own pixels (processor-exact preprocessing)
-    pixels, grid = qwen2_5_vl_pixels(frames(0), min_pixels=56 * 56, max_pixels=28 * 28 * 1280)
+    # frames already at frame_size, which the processor keeps: its own pixels (processor-exact preprocessing)
+    assert smart_resize(*QWEN_FRAME, factor=28, min_pixels=56 * 56, max_pixels=28 * 28 * 1280) == QWEN_FRAME
+    pixels, grid = qwen2_5_vl_pixels(frames(0), QWEN_FRAME)
     assert torch.equal(qwen.preprocess(frames(0)), pixels) and torch.equal(grid, qwen.video_grid_thw)
 
 
@@ -118,7 +123,7 @@ def test_policy_selection_compressed_scoring_and_generation_end_to_end(backend, 
     vlm = request.getfixturevalue(backend)
     _, video = encode(vlm, [2, 3])  # (2, N+1, D)
     n, grid = vlm.num_video_tokens, vlm.grid
-    policy = CompressionPolicy.from_llm(vlm.model.model.language_model, seed=0)
+    policy = CompressionPolicy.from_llm(vlm.language_model, seed=0)
     prompts = [vlm.prompt(it) for it in ITEMS]
     inputs = vlm.policy_inputs(prompts, video)
     token_logits, frame_logits = policy(inputs.embeds, inputs.positions, inputs.attention_mask, inputs.video_mask, grid)
@@ -128,7 +133,7 @@ def test_policy_selection_compressed_scoring_and_generation_end_to_end(backend, 
                                token_logits[1], rtol=1e-4, atol=1e-4)
     keep = select_tokens(scores(frame_logits[0]), scores(token_logits[0]), grid, retention=0.25)
     assert int(keep.sum()) == int(0.25 * n)
-    keeps = torch.stack([keep, policy_keep_rule(vlm, policy, ITEMS, 0.25)(np.array([1]), video[1:])[0]])  # (2, N)
+    keeps = torch.stack([keep, policy_keep_rule(vlm, policy, ITEMS, 0.25)(np.array([1]), video[1:]).keeps[0]])  # (2, N)
     compressed = vlm.option_logprobs(prompts, video, keeps)  # (2, 4)
     assert compressed.shape == (2, 4) and torch.isfinite(compressed).all()
     one_by_one = torch.cat([vlm.option_logprobs([p], v[None], k[None]) for p, v, k in zip(prompts, video, keeps)])
@@ -139,6 +144,36 @@ def test_policy_selection_compressed_scoring_and_generation_end_to_end(backend, 
     assert len(texts) == 2 and texts == [vlm.generate([it], v[None], k[None], max_new_tokens=3)[0]
                                          for it, v, k in zip(ITEMS, video, keeps)]
     assert generation_rewards(vlm, ITEMS, video, keeps[:, None], max_new_tokens=2).shape == (2, 1)
+
+
+@pytest.mark.parametrize("backend", ["qwen", "llava"])
+@torch.no_grad()
+def test_left_padded_prompts_end_in_the_last_column_with_the_right_padded_logits(backend, request):
+    """left_padded (one forward per prompt whose options then continue from the cache; FastV's ranking) lines every
+    prompt up on the last column; the logits there are the ones the right-padded forward gives at each prompt's end."""
+    vlm = request.getfixturevalue(backend)
+    _, video = encode(vlm, [5, 6])
+    keeps = torch.rand(2, vlm.num_video_tokens, generator=torch.Generator().manual_seed(2)) < 0.5
+    seqs = [vlm.assemble(vlm.prompt(it), v, k) for it, v, k in zip(ITEMS, video, keeps)]
+    embeds, positions, mask, pads = vlm.left_padded(seqs)
+    assert sorted(pads)[0] == 0 < sorted(pads)[1] and mask.sum(1).tolist() == [e.shape[0] for e, _ in seqs]
+    hidden = vlm.language_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions).last_hidden_state
+    torch.testing.assert_close(vlm.model.lm_head(hidden[:, -1]), vlm.last_logits(seqs), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("backend", ["qwen", "llava"])
+def test_prompt_template_without_the_video_mark_is_one_clear_line(backend, request):
+    vlm = copy.copy(request.getfixturevalue(backend))
+    vlm.prompt_template = vlm.prompt_template.replace(vlm.video_mark, "")
+    with pytest.raises(KitInputError, match=f"^prompt_template: must hold {re.escape(vlm.video_mark)} exactly once$"):
+        vlm.prompt(ITEMS[0])
+
+
+def test_in_llm_pruning_is_llava_only(qwen):
+    _, video = encode(qwen, [7])
+    keeps = torch.ones(1, qwen.num_video_tokens, dtype=torch.bool)
+    with pytest.raises(NotImplementedError, match="Qwen25VLVideoLLM: in-LLM pruning"):
+        qwen.option_logprobs_pruned_inside([qwen.prompt(ITEMS[0])], video, keeps, after_layer=0)
 
 
 @torch.no_grad()

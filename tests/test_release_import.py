@@ -56,7 +56,7 @@ def write_release(folder: Path, vlm, policy: dict[str, torch.Tensor]) -> dict[st
 @pytest.fixture(scope="module")
 def release(tmp_path_factory, tiny_vlm):
     folder = tmp_path_factory.mktemp("release") / "ckpt"
-    policy = planted_policy(tiny_vlm.model.model.language_model)
+    policy = planted_policy(tiny_vlm.language_model)
     return folder, policy, write_release(folder, tiny_vlm, policy)
 
 
@@ -94,7 +94,7 @@ class RecordingSafeOpen:
 
 def test_import_reads_only_policy_tensors_and_round_trips(release, tiny_vlm, tmp_path, monkeypatch):
     folder, planted, weight_map = release
-    llm = tiny_vlm.model.model.language_model
+    llm = tiny_vlm.language_model
     recorder = RecordingSafeOpen()
     monkeypatch.setattr(release_import, "safe_open", recorder)
     policy = import_release_policy(folder, tmp_path / "policy", llm)
@@ -133,7 +133,7 @@ def test_single_file_checkpoint_and_mode_selection_dropped(release, tiny_vlm, tm
 def test_cli_with_the_checkpoint_as_base_model(release, tiny_vlm, tmp_path, capsys):
     folder, planted, _ = release
     assert main([str(folder), str(tmp_path / "policy"), "--model", str(folder)]) == 0
-    loaded = load_policy(tmp_path / "policy", tiny_vlm.model.model.language_model)
+    loaded = load_policy(tmp_path / "policy", tiny_vlm.language_model)
     assert all(torch.equal(loaded.state_dict()[k], v.float()) for k, v in planted.items())
     assert main([str(tmp_path / "nope"), str(tmp_path / "p2")]) == 2
     assert "nope: checkpoint folder not found" in capsys.readouterr().err
@@ -148,7 +148,7 @@ def _rewrite_index(folder: Path, edit) -> None:
 
 def test_clear_errors_for_bad_checkpoints(release, tiny_vlm, tmp_path):
     folder, planted, weight_map = release
-    llm = tiny_vlm.model.model.language_model
+    llm = tiny_vlm.language_model
 
     with pytest.raises(KitInputError, match="missing: checkpoint folder not found"):
         read_release_policy_tensors(tmp_path / "missing")
@@ -192,7 +192,7 @@ def test_hidden_size_mismatch_names_tensor_and_shapes(tiny_vlm, tmp_path):
     tensors = {f"compression_policy.{k}": v.contiguous() for k, v in CompressionPolicy.from_llm(other).state_dict().items()}
     tmp_path.joinpath("ckpt").mkdir()
     save_file(tensors, str(tmp_path / "ckpt" / "model.safetensors"))
-    llm = tiny_vlm.model.model.language_model
+    llm = tiny_vlm.language_model
     with pytest.raises(KitInputError, match=r"ckpt: compression_policy\.layers\.0\.\S+ has shape \[\d+(, \d+)?\], "
                                             r"the policy for this model expects \[\d+(, \d+)?\]"):
         import_release_policy(tmp_path / "ckpt", tmp_path / "out", llm)
@@ -205,4 +205,4 @@ def test_unexpected_policy_tensor_is_an_error(release, tiny_vlm, tmp_path):
     tmp_path.joinpath("ckpt").mkdir()
     save_file(extra, str(tmp_path / "ckpt" / "model.safetensors"))
     with pytest.raises(KitInputError, match="compression_policy.value_head.weight is not a tensor of the kit's policy"):
-        import_release_policy(tmp_path / "ckpt", tmp_path / "out", tiny_vlm.model.model.language_model)
+        import_release_policy(tmp_path / "ckpt", tmp_path / "out", tiny_vlm.language_model)

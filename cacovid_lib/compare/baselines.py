@@ -275,3 +275,74 @@ def temporal_merge_rule(vlm: VideoLLM, items: list[dict], retention: float, thre
         return Selection(torch.stack(keeps), video_embeds=merged)
 
     return rule
+
+
+# ---- helpers shared by the 2025-26 methods (fastvid, flashvid, holitom, vidcom2) ---------------------
+def cosine_matrix(a: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """Cosine similarity of every row of a (M, D) with every row of b (K, D) (default: a) -> (M, K) float32."""
+    a = F.normalize(a.float(), dim=-1)
+    return a @ (a if b is None else F.normalize(b.float(), dim=-1)).T
+
+
+def frame_distinctiveness(video_tokens: torch.Tensor, grid) -> torch.Tensor:
+    """1 - cosine similarity of each token to its frame's mean token: (N, D) -> (N,) in [0, 2]. The embedding-only
+    stand-in for a [CLS] attention where the vision attention cannot be read (no pixels, or not LLaVA-OneVision):
+    tokens unlike the rest of their frame are the ones a [CLS] query singles out."""
+    t, h, w = grid
+    x = video_tokens.float().view(t, h * w, -1)
+    return (1 - F.cosine_similarity(x, x.mean(1, keepdim=True), dim=-1)).flatten()  # (N,)
+
+
+def split_budget(k: int, weights: torch.Tensor, caps: torch.Tensor) -> torch.Tensor:
+    """k tokens split over parts in proportion to `weights` (largest remainders first), none above its cap;
+    the counts sum to exactly k. weights, caps (P,) -> counts (P,) long."""
+    caps = caps.long().cpu()
+    weights = weights.double().clamp(min=0).cpu()
+    if k > int(caps.sum()):
+        raise KitInputError(f"budget {k}: more than the {int(caps.sum())} tokens to split it over")
+    counts = torch.zeros_like(caps)
+    left = k
+    while left > 0:  # parts that hit their cap give their share back to the others
+        room = counts < caps
+        w = torch.where(room, weights, 0.0)
+        w = w if w.sum() > 0 else room.double()
+        share = w / w.sum() * left
+        add = share.floor().long()
+        add[(share - add).argsort(descending=True)[:left - int(add.sum())]] += 1
+        add = torch.minimum(add, caps - counts)
+        counts += add
+        left -= int(add.sum())
+    return counts
+
+
+def merge_into_heads(video_tokens: torch.Tensor, head_of: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Merge each token into its group's head: head_of (N,) gives each token's head position (-1: dropped; a head
+    is its own head). -> (keep (N,) bool: the heads; merged (N, D): at each head the mean of its group's tokens)."""
+    n = video_tokens.shape[0]
+    used = head_of >= 0
+    heads = head_of[used]
+    keep = torch.zeros(n, dtype=torch.bool)
+    keep[heads.cpu()] = True
+    sums = torch.zeros(n, video_tokens.shape[1], device=video_tokens.device).index_add_(
+        0, heads.to(video_tokens.device), video_tokens[used.to(video_tokens.device)].float())  # (N, D)
+    counts = torch.bincount(heads.cpu(), minlength=n).clamp(min=1).to(video_tokens.device)
+    merged = video_tokens.clone()
+    merged[keep.to(video_tokens.device)] = (sums / counts[:, None])[keep.to(video_tokens.device)].to(video_tokens.dtype)
+    return keep, merged
+
+
+def density_peaks(tokens: torch.Tensor, k: int, neighbours: int = 5) -> torch.Tensor:
+    """DPC-kNN (density-peaks clustering with k-nearest-neighbour density, as FastVID and HoliTom use it): the k
+    tokens with the highest density x distance-to-a-denser-token, under cosine distance. (M, D) -> (k,) indices."""
+    m = tokens.shape[0]
+    dist = 1 - cosine_matrix(tokens)  # (M, M)
+    nn = min(neighbours, m - 1)
+    if nn == 0:
+        return torch.arange(min(k, m), device=tokens.device)
+    near = dist.topk(nn + 1, dim=1, largest=False).values[:, 1:]  # (M, nn): the nearest others (self excluded)
+    density = torch.exp(-(near ** 2).mean(1))  # (M,)
+    rank = density.argsort().argsort()  # ties broken by index, so exactly one token is the densest
+    denser = rank[None, :] > rank[:, None]  # (M, M): token j denser than token i
+    delta = dist.masked_fill(~denser, float("inf")).min(1).values  # (M,) distance to the nearest denser token
+    delta[~denser.any(1)] = dist.max()  # the densest token: its largest distance, as DPC does
+    return (density * delta).topk(k).indices

@@ -19,9 +19,14 @@ import torch
 
 from cacovid_lib.compare import baselines
 from cacovid_lib.compare.cacovid import policy_keep_rule
+from cacovid_lib.compare.fastvid import fastvid_rule
+from cacovid_lib.compare.flashvid import flashvid_rule
+from cacovid_lib.compare.holitom import holitom_rule
 from cacovid_lib.compare.keep import KeepRule, Selection, keep_all, random_keep_rule
+from cacovid_lib.compare.vidcom2 import vidcom2_rule
 from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.models.base import VideoLLM
+from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
 
 
 @dataclass
@@ -33,6 +38,14 @@ class MethodSettings:
     visionzip_dominant_share: float = 54 / 64  # VisionZip: share of the kept tokens that are dominant
     imp_ratio: float = 0.5  # CaCoVID: share of each frame's budget given to the policy's top-k (chosen on validation)
     seed: int = 0  # Random
+    fastvid_segment_share: float = 0.25  # FastVID: at least c = share x frames segments (the paper's c = 8 of 32 frames)
+    fastvid_threshold: float = 0.9  # FastVID: adjacent frames less similar than this are cut apart (paper: 0.9)
+    fastvid_salient_share: float = 0.4  # FastVID: share of a segment's budget kept by saliency (paper's d = 0.4)
+    fastvid_anchor_interval: int = 4  # FastVID: density-peak anchors come from every p-th frame (paper's p = 4)
+    flashvid_selected_share: float = 0.7  # FlashVID: share of the budget ADTS keeps, the rest are merged trees
+    flashvid_threshold: float = 0.8  # FlashVID: similarity at least this links a token to the previous frame's
+    holitom_threshold: float = 0.8  # HoliTom: similarity at least this makes a token temporally redundant
+    vidcom2_temperature: float = 0.01  # VidCom²: softmax temperature of the frames' uniqueness
 
 
 @dataclass
@@ -92,6 +105,19 @@ def _vision_scores(ctx):
     return lambda idx, video_embeds: baselines.vision_attention_received(ctx.vlm, ctx.pixels_of(idx))
 
 
+def _saliency(ctx):
+    """The stand-in for the [CLS] attention that FastVID, FlashVID and HoliTom read (SigLIP has no [CLS] token): the
+    attention each token receives in SigLIP's last layer (as VisionZip here) on LLaVA-OneVision with pixels at hand;
+    None elsewhere, where each method falls back on baselines.frame_distinctiveness (embeddings only)."""
+    if not isinstance(ctx.vlm, LlavaOneVisionVideoLLM):
+        return None
+    if "vision_attention" in ctx.shared:
+        return ctx.shared["vision_attention"]
+    if ctx.pixels_of is None:
+        return None
+    return lambda idx, video_embeds: baselines.vision_attention_received(ctx.vlm, ctx.pixels_of(idx))
+
+
 METHODS: list[Method] = [
     Method("All tokens", "all", "upper bound", 0, lambda ctx, r, s: keep_all),
     Method("CaCoVID", "cacovid", "Ma et al., arXiv 2602.01649", 2026, _cacovid, trained=True),
@@ -111,6 +137,15 @@ METHODS: list[Method] = [
     Method("Temporal merge", "temporal_merge", "PruneVid-style (Huang et al., ACL 2025, arXiv 2412.16117)", 2025,
            lambda ctx, r, s: baselines.temporal_merge_rule(ctx.vlm, ctx.items, r, s.temporal_merge_threshold,
                                                            s.fastv_layer, scores=_llm_scores(ctx, s)), llava_only=True),
+    Method("FastVID", "fastvid", "Shen et al., NeurIPS 2025 (arXiv 2503.11187)", 2025,
+           lambda ctx, r, s: fastvid_rule(ctx.vlm.grid, r, _saliency(ctx), s.fastvid_segment_share, s.fastvid_threshold,
+                                          s.fastvid_salient_share, s.fastvid_anchor_interval)),
+    Method("FlashVID", "flashvid", "Fan et al., ICLR 2026 (arXiv 2602.08024)", 2026,
+           lambda ctx, r, s: flashvid_rule(ctx.vlm.grid, r, _saliency(ctx), s.flashvid_selected_share, s.flashvid_threshold)),
+    Method("HoliTom", "holitom", "Shao et al., NeurIPS 2025 (arXiv 2505.21334); outer-LLM merging only", 2025,
+           lambda ctx, r, s: holitom_rule(ctx.vlm.grid, r, _saliency(ctx), s.holitom_threshold)),
+    Method("VidCom²", "vidcom2", "Liu et al., EMNLP 2025 (arXiv 2505.14454)", 2025,
+           lambda ctx, r, s: vidcom2_rule(ctx.vlm.grid, r, s.vidcom2_temperature)),
 ]
 
 

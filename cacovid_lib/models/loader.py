@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from cacovid_lib.io_utils import KitInputError, read_json
+from cacovid_lib.models.base import VideoLLM
 from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
 from cacovid_lib.models.pretrained import load_pretrained
 from cacovid_lib.models.qwen2_5_vl import Qwen25VLVideoLLM
@@ -68,7 +69,7 @@ def load_video_llm(path_or_hub_id, num_frames: int, device="cpu", dtype="float32
     """The video LLM in `path_or_hub_id` (a local folder, or a hub id already in the local cache) behind the kit's
     adapter: LlavaOneVisionVideoLLM for llava_onevision, Qwen25VLVideoLLM for qwen2_5_vl.
     frame_size (height, width): the size every frame is resized to, Qwen2.5-VL only (LLaVA-OneVision's is fixed by
-    its vision tower); None = qwen_adapter.DEFAULT_FRAME_SIZE."""
+    its vision tower); None = qwen2_5_vl.DEFAULT_FRAME_SIZE."""
     from transformers import LlavaOnevisionForConditionalGeneration, Qwen2_5_VLForConditionalGeneration
 
     dtype, attn_implementation = check_dtype(dtype), check_attention(attn_implementation)
@@ -88,13 +89,12 @@ def load_video_llm(path_or_hub_id, num_frames: int, device="cpu", dtype="float32
 # What goes before the question in the one user message: lmms-eval's llava_hf model (which the CaCoVID release
 # evaluates with) writes "<video>\n" + question; Qwen2.5-VL's template writes its video markers, then the question.
 VIDEO_CONTENT = {"llava_onevision": "<video>\n", "qwen2_5_vl": "<|vision_start|><|video_pad|><|vision_end|>"}
-VIDEO_MARK = {"llava_onevision": "<video>", "qwen2_5_vl": "<|video_pad|><|vision_end|>"}  # what each adapter splits on
 # Qwen2's ChatML with its default system prompt: the fallback for tokenizers without a chat template
 CHATML = "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n"
 _QUESTION = "QUESTION7F3A9C"  # stands for the question while the chat template is rendered
 
 
-def chat_template(vlm) -> str:
+def chat_template(vlm: VideoLLM) -> str:
     """A prompt template for the adapter (`vlm.prompt_template`) that puts the video and the question
     (`{problem}`, the item's whole question text) through the model's own chat template: one user message,
     generation prompt added. Rendered with the tokenizer's chat template, first with the message as a string (as
@@ -109,7 +109,7 @@ def chat_template(vlm) -> str:
                                                      add_generation_prompt=True)
         except Exception:  # no template, or one that cannot render this form (jinja errors vary): try the next form
             continue
-        if isinstance(text, str) and text.count(_QUESTION) == 1 and text.count(VIDEO_MARK[kind]) == 1:
+        if isinstance(text, str) and text.count(_QUESTION) == 1 and text.count(vlm.video_mark) == 1:
             return _as_template(text)
     return _as_template(CHATML.format(content=VIDEO_CONTENT[kind] + _QUESTION))
 

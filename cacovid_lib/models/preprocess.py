@@ -8,7 +8,9 @@ video processors do:
 
 - resize: PIL `Image.resize(..., BICUBIC)` on the uint8 frame, exactly the call transformers'
   `image_transforms.resize` makes (both models' processors use `PILImageResampling.BICUBIC`); the
-  result is uint8, as in transformers;
+  result is uint8, as in transformers. LLaVA-OneVision frames go to its vision tower's square size;
+  Qwen2.5-VL frames go to the size the adapter fixes (`frame_size`: the processor would pick one per
+  video with its `smart_resize`, and so a grid per video; the kit needs one grid for all videos);
 - rescale then normalise: `float32(float64(v) * (1/255))`, then `(x - mean) / std` in float32, as
   `image_transforms.rescale` / `normalize` do. Since the resized frame is uint8, this is a lookup
   table of 256 values per channel, computed with those very operations (so it is exact, and cheap).
@@ -20,8 +22,6 @@ between its two passes), and they fuse rescale+normalise into `(x - 255*mean) / 
 gave pixels up to ~4 uint8 levels off PIL on a smooth image with a sharp box, ~23 on random noise.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
@@ -35,9 +35,6 @@ OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)  # transformers.image_uti
 # the transformers class defaults (CLIP values) are overridden by those files.
 SIGLIP_MEAN = SIGLIP_STD = (0.5, 0.5, 0.5)
 RESCALE_FACTOR = 1 / 255
-# Qwen2VLVideoProcessor class defaults (size = {"shortest_edge": ..., "longest_edge": ...}).
-QWEN_VIDEO_MIN_PIXELS = 128 * 28 * 28
-QWEN_VIDEO_MAX_PIXELS = 768 * 28 * 28
 
 
 def check_frames(frames) -> np.ndarray:
@@ -49,30 +46,6 @@ def check_frames(frames) -> np.ndarray:
             f"frames: expected a uint8 array (t, H, W, 3), got {frames.dtype} {tuple(frames.shape)}"
         )
     return frames
-
-
-def smart_resize(
-    height: int, width: int, factor: int = 28, min_pixels: int = 56 * 56, max_pixels: int = 14 * 14 * 4 * 1280
-) -> tuple[int, int]:
-    """(height, width) -> the Qwen2-VL resize target: multiples of `factor`, area within [min_pixels, max_pixels],
-    aspect ratio kept as far as possible. Same arithmetic (and defaults) as transformers' `smart_resize`,
-    including Python's round-half-to-even, so the result is identical for every size."""
-    if height < 1 or width < 1:
-        raise KitInputError(f"frames: cannot resize a {height}x{width} frame")
-    if max(height, width) / min(height, width) > 200:
-        # KitInputError is a ValueError, the type transformers raises here.
-        raise KitInputError(f"frames: aspect ratio of {height}x{width} is above 200")
-    h_bar = round(height / factor) * factor
-    w_bar = round(width / factor) * factor
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
 
 
 def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -96,21 +69,12 @@ def normalize_frames(frames: np.ndarray, mean, std) -> torch.Tensor:
     return torch.from_numpy(np.stack(channels, axis=1))
 
 
-def check_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Return `dtype` if it is a floating torch dtype; else a one-line KitInputError."""
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise KitInputError(f"dtype: expected a floating torch dtype, got {dtype}")
-    return dtype
-
-
-def llava_onevision_pixels(frames: np.ndarray, size: int = 384, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 frames (t, H, W, 3) -> LLaVA-OneVision `pixel_values_videos[0]` (t, 3, size, size).
+def llava_onevision_pixels(frames: np.ndarray, size: int = 384) -> torch.Tensor:
+    """uint8 frames (t, H, W, 3) -> LLaVA-OneVision `pixel_values_videos[0]` (t, 3, size, size) float32.
 
     Each frame is resized to size x size (no aspect-ratio keeping, no crop), rescaled and normalised
     with mean = std = 0.5, as llava-hf's video processor config does."""
-    frames, dtype = check_frames(frames), check_dtype(dtype)
-    x = normalize_frames(resize_frames(frames, size, size), SIGLIP_MEAN, SIGLIP_STD)
-    return x.to(dtype)  # cast last: bf16/fp16 output is the float32 result rounded once
+    return normalize_frames(resize_frames(check_frames(frames), size, size), SIGLIP_MEAN, SIGLIP_STD)
 
 
 def _qwen_patchify(x: torch.Tensor, patch_size: int, temporal_patch_size: int, merge_size: int):
@@ -133,25 +97,13 @@ def _qwen_patchify(x: torch.Tensor, patch_size: int, temporal_patch_size: int, m
     return patches, (grid_t, grid_h, grid_w)
 
 
-def qwen2_5_vl_pixels(
-    frames: np.ndarray,
-    patch_size: int = 14,
-    temporal_patch_size: int = 2,
-    merge_size: int = 2,
-    min_pixels: int = QWEN_VIDEO_MIN_PIXELS,
-    max_pixels: int = QWEN_VIDEO_MAX_PIXELS,
-    *,
-    dtype: torch.dtype = torch.float32,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 frames (t, H, W, 3) -> Qwen2.5-VL (`pixel_values_videos` (N, C*T*p*p), `video_grid_thw` (1, 3) long).
+def qwen2_5_vl_pixels(frames: np.ndarray, size: tuple[int, int], patch_size: int = 14, temporal_patch_size: int = 2,
+                      merge_size: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 frames (t, H, W, 3) -> Qwen2.5-VL (`pixel_values_videos` (N, C*T*p*p) float32, `video_grid_thw` (1, 3) long).
 
-    Frames are resized to `smart_resize(H, W, patch_size*merge_size, min_pixels, max_pixels)`,
-    rescaled, normalised with the CLIP mean/std, and cut into patches; an odd t gets its last frame
-    repeated. min/max_pixels default to `Qwen2VLVideoProcessor`'s class defaults; a checkpoint's
-    processor config can override them (Qwen/Qwen2.5-VL-7B-Instruct's preprocessor_config.json says
-    min_pixels=3136, max_pixels=12845056), so pass the values of the processor you compare with."""
-    frames, dtype = check_frames(frames), check_dtype(dtype)
-    height, width = smart_resize(frames.shape[1], frames.shape[2], patch_size * merge_size, min_pixels, max_pixels)
-    x = normalize_frames(resize_frames(frames, height, width), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)
+    Frames are resized to `size` (height, width; multiples of patch_size*merge_size), rescaled, normalised with
+    the CLIP mean/std, and cut into patches; an odd t gets its last frame repeated. The processor's own pixels
+    for frames it resizes to `size` (its `smart_resize` of their height and width)."""
+    x = normalize_frames(resize_frames(check_frames(frames), *size), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)  # (t, 3, H, W)
     patches, grid = _qwen_patchify(x, patch_size, temporal_patch_size, merge_size)
-    return patches.to(dtype), torch.tensor([grid], dtype=torch.long)  # cast last, as above
+    return patches, torch.tensor([grid], dtype=torch.long)

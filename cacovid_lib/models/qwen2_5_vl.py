@@ -1,5 +1,5 @@
-"""Qwen2.5-VL behind the kit's adapter interface (the one of `adapter.VideoLLM`), so that the policy, selection,
-rewards and evaluation code run on it unchanged.
+"""Qwen2.5-VL behind the kit's `VideoLLM` interface (models/base.py), so that the policy, selection, rewards and
+evaluation code run on it unchanged.
 
 Conventions, and where Qwen2.5-VL differs from LLaVA-OneVision:
 - Video tokens are the vision patch merger's outputs, in time-then-space order: grid (t, h, w) =
@@ -12,6 +12,7 @@ Conventions, and where Qwen2.5-VL differs from LLaVA-OneVision:
   own `get_rope_index` on the full sequence with every video token, then gathered for the kept tokens, so each
   kept token carries exactly the ids it has in the uncompressed sequence (METHOD §1).
 - Only the rows that are needed go through the LM head (the vocabulary has ~151k entries).
+- FastV's in-LLM pruning (`forward_pruned_inside`) is not implemented for it.
 """
 from __future__ import annotations
 
@@ -21,25 +22,25 @@ import numpy as np
 import torch
 
 from cacovid_lib.io_utils import KitInputError
-from cacovid_lib.models.base import Prompt, VideoLLM
-from cacovid_lib.models.preprocess import (
-    OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, _qwen_patchify, check_frames, normalize_frames, resize_frames
-)
+from cacovid_lib.models.base import Prompt, Sequence, VideoLLM
+from cacovid_lib.models.preprocess import check_frames, qwen2_5_vl_pixels
 
 # Qwen2.5-VL's chat template rendered for one video and a text question (default system prompt), one option
-# per line; the answer is scored as the option text after "Answer:", as adapter.DEFAULT_PROMPT does for
+# per line; the answer is scored as the option text after "Answer:", as llava_onevision.DEFAULT_PROMPT does for
 # LLaVA-OneVision.
 QWEN_PROMPT = (
     "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n"
     "<|vision_start|><|video_pad|><|vision_end|>{problem}\nOptions:\n{options}<|im_end|>\n"
     "<|im_start|>assistant\nAnswer:"
 )
-VIDEO_MARK = "<|video_pad|><|vision_end|>"  # where the video tokens (and the trailing <|vision_end|>) go
 DEFAULT_FRAME_SIZE = (392, 392)  # 28x28 patches -> 14x14 video tokens per 2 frames, LLaVA-OneVision's grid
 
 
 class Qwen25VLVideoLLM(VideoLLM):
-    """A frozen Qwen2.5-VL model seen through the operations CaCoVID needs (same interface as adapter.VideoLLM)."""
+    """A frozen Qwen2.5-VL model seen through the operations CaCoVID needs."""
+
+    video_mark = "<|video_pad|><|vision_end|>"  # where the video tokens (and the trailing <|vision_end|>) go
+    options_separator = "\n"
 
     def __init__(self, model, tokenizer, num_frames: int, frame_size: tuple[int, int] = DEFAULT_FRAME_SIZE,
                  prompt_template: str = QWEN_PROMPT, second_per_grid_t: float | None = None):
@@ -70,11 +71,9 @@ class Qwen25VLVideoLLM(VideoLLM):
         """uint8 (t, H, W, 3) -> patches (grid_t*grid_h*grid_w, 3*T*p*p), as the Qwen2-VL processor (PIL backend)
         makes them for frames of `frame_size`; other sizes are resized straight to `frame_size` (aspect ratio not
         kept), where the processor would pick its own size and so a different grid."""
-        frames = check_frames(frames)
-        if frames.shape[0] != self.num_frames:
+        if check_frames(frames).shape[0] != self.num_frames:
             raise KitInputError(f"frames: expected {self.num_frames} frames, got {frames.shape[0]}")
-        x = normalize_frames(resize_frames(frames, *self.frame_size), OPENAI_CLIP_MEAN, OPENAI_CLIP_STD)  # (t, 3, H, W)
-        patches, _ = _qwen_patchify(x, self.patch_size, self.temporal_patch, self.merge)
+        patches, _ = qwen2_5_vl_pixels(frames, self.frame_size, self.patch_size, self.temporal_patch, self.merge)
         return patches
 
     def encode_video(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
@@ -86,19 +85,7 @@ class Qwen25VLVideoLLM(VideoLLM):
         end = self.model.get_input_embeddings()(torch.tensor([self.vision_end_id], device=self.device))  # (1, D)
         return torch.cat([video, end.to(video.dtype)[None].expand(b, -1, -1)], dim=1)
 
-    # ---- prompt -> ids -------------------------------------------------------------------------
-    def prompt(self, item: dict) -> Prompt:
-        from cacovid_lib.data.schema import option_texts
-
-        text = self.prompt_template.format(problem=item["problem"], options="\n".join(item["options"]))
-        if text.count(VIDEO_MARK) != 1:
-            raise KitInputError(f"prompt_template: must hold {VIDEO_MARK} exactly once")
-        before, after = text.split(VIDEO_MARK)
-        encode = lambda s: self.tokenizer(s, add_special_tokens=False).input_ids  # noqa: E731
-        options = [encode(" " + o) for o in option_texts(item)]
-        return Prompt(encode(before), encode(after), options)
-
-    # ---- compressed forward --------------------------------------------------------------------
+    # ---- position ids ----------------------------------------------------------------------------
     def full_positions(self, prompt: Prompt, continuation=()) -> torch.Tensor:
         """Rotary ids (3, L) of the uncompressed sequence prefix, N video tokens, <|vision_end|>, suffix,
         continuation, from the model's own get_rope_index (the processor's token types: video = 2, text = 0).
@@ -120,42 +107,23 @@ class Qwen25VLVideoLLM(VideoLLM):
                                                        second_per_grid_ts=seconds)
         return positions[:, 0]  # (3, L)
 
-    def assemble(self, prompt: Prompt, video_embeds: torch.Tensor, keep: torch.Tensor, continuation=()):
-        """One sequence: prefix, kept video tokens, <|vision_end|>, suffix, continuation -> (embeds (L, D),
-        rotary ids (3, L)), the ids those tokens have in the sequence with every video token."""
-        embed = self.model.get_input_embeddings()
-        n, p = video_embeds.shape[0] - 1, len(prompt.prefix_ids)
-        after = prompt.suffix_ids + list(continuation)
-        kept = torch.nonzero(keep, as_tuple=True)[0].to(self.device)  # (k,) original indices of the kept video tokens
-        ids = lambda xs: torch.tensor(xs, dtype=torch.long, device=self.device)  # noqa: E731
-        embeds = torch.cat([embed(ids(prompt.prefix_ids)), video_embeds[kept], video_embeds[n:], embed(ids(after))])
-        full = self.full_positions(prompt, continuation)  # (3, p + n + 1 + len(after))
-        columns = torch.cat([torch.arange(p, device=self.device), p + kept,
-                             torch.arange(p + n, full.shape[1], device=self.device)])  # kept columns of the full sequence
-        return embeds, full[:, columns]
-
-    def hidden_states(self, sequences: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-padded batch forward of assembled sequences -> (last hidden states (B, L_max, D), lengths (B,))."""
-        lengths = torch.tensor([e.shape[0] for e, _ in sequences], device=self.device)
-        embeds = torch.nn.utils.rnn.pad_sequence([e for e, _ in sequences], batch_first=True)  # (B, L, D)
-        positions = torch.nn.utils.rnn.pad_sequence([q.T for _, q in sequences], batch_first=True).permute(2, 0, 1)  # (3, B, L)
-        mask = torch.arange(embeds.shape[1], device=self.device)[None] < lengths[:, None]  # (B, L)
-        hidden = self.model.model.language_model(inputs_embeds=embeds, attention_mask=mask.long(), position_ids=positions,
-                                                 use_cache=False).last_hidden_state
-        return hidden, lengths
-
-    def forward_sequences(self, sequences: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """Right-padded batch forward of assembled sequences -> logits (B, L_max, V)."""
-        return self.model.lm_head(self.hidden_states(sequences)[0])
-
-    def last_logits(self, sequences: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-        """Logits at each sequence's last token -> (B, V), without the LM head over every position."""
-        hidden, lengths = self.hidden_states(sequences)
-        return self.model.lm_head(hidden[torch.arange(len(sequences), device=self.device), lengths - 1])
+    def sequence_positions(self, prompt: Prompt, continuation, columns: torch.Tensor) -> torch.Tensor:
+        """Multimodal rotary ids of the tokens at `columns` (L,) of the uncompressed sequence -> (3, L)."""
+        return self.full_positions(prompt, continuation)[:, columns]
 
     def pad_positions(self, positions: list[torch.Tensor]) -> torch.Tensor:
         """Multimodal rotary ids of right-padded sequences: (3, L_b) each -> (B, 3, L)."""
         return torch.nn.utils.rnn.pad_sequence([q.T for q in positions], batch_first=True).transpose(1, 2)
+
+    def lm_positions(self, positions: torch.Tensor) -> torch.Tensor:
+        """(B, 3, L) -> (3, B, L), the layout Qwen2.5-VL's language model takes."""
+        return positions.transpose(0, 1)
+
+    # ---- forwards: only the rows needed go through the LM head -----------------------------------
+    def last_logits(self, sequences: list[Sequence]) -> torch.Tensor:
+        """Logits at each sequence's last token -> (B, V), without the LM head over every position."""
+        hidden, lengths = self.hidden_states(sequences)
+        return self.model.lm_head(hidden[torch.arange(len(sequences), device=self.device), lengths - 1])
 
     def continuation_logprobs(self, prompts, video_embeds, keeps, continuations) -> torch.Tensor:
         """Sum of log p(continuation tokens) for each (prompt, video, keep-mask, continuation) -> (B,)."""
@@ -168,41 +136,8 @@ class Qwen25VLVideoLLM(VideoLLM):
         token_logp = logp[torch.arange(len(targets), device=self.device), targets]  # (sum C,)
         return torch.stack([part.sum() for part in token_logp.split([len(c) for c in continuations])])
 
-    @torch.no_grad()
-    def option_logprobs(self, prompts: list[Prompt], video_embeds: torch.Tensor, keeps: torch.Tensor) -> torch.Tensor:
-        """Sum of log p(option text) for every option of each (prompt, video, keep-mask) row -> (B, num_options).
-        One right-padded sequence per (prompt, option), no KV cache. video_embeds (B, N+1, D), keeps (B, N) bool."""
-        num_opt = len(prompts[0].option_ids)
-        rows = [(b, o) for b in range(len(prompts)) for o in range(num_opt)]
-        out = self.continuation_logprobs([prompts[b] for b, _ in rows], [video_embeds[b] for b, _ in rows],
-                                         [keeps[b] for b, _ in rows], [prompts[b].option_ids[o] for b, o in rows])
-        return out.view(len(prompts), num_opt)
-
-    @torch.no_grad()
-    def score_options(self, item: dict, video_embeds: torch.Tensor, keeps: torch.Tensor) -> torch.Tensor:
-        """Option-text log-likelihood for G keep-masks of one item: video_embeds (N+1, D), keeps (G, N) -> (G, num_options)."""
-        return self.option_logprobs([self.prompt(item)] * keeps.shape[0], video_embeds[None].expand(keeps.shape[0], -1, -1), keeps)
-
-    @torch.no_grad()
-    def score_letters(self, item: dict, video_embeds: torch.Tensor, keeps: torch.Tensor) -> torch.Tensor:
-        """Option-letter logits at the answer position (first token) -> (G, num_options)."""
-        prompt = self.prompt(item)
-        letters = [self.tokenizer(o.split(".")[0], add_special_tokens=False).input_ids[0] for o in item["options"]]
-        return self.last_logits([self.assemble(prompt, video_embeds, k) for k in keeps])[:, letters]
-
     def stop_ids(self) -> set[int]:
         """Token ids that end an answer: the tokenizer's eos and the generation config's (Qwen lists two)."""
         ids = self.model.generation_config.eos_token_id if self.model.generation_config is not None else None
         ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
         return set(ids) | ({self.tokenizer.eos_token_id} if self.tokenizer.eos_token_id is not None else set())
-
-    @torch.no_grad()
-    def generate(self, items: list[dict], video_embeds: torch.Tensor, keeps: torch.Tensor, max_new_tokens: int = 16) -> list[str]:
-        """Greedy decoding, every (item, video, keep-mask) row in one batched forward per new token.
-        video_embeds (B, N+1, D), keeps (B, N) -> B strings."""
-        prompts = [self.prompt(item) for item in items]
-
-        def next_logits(outs):
-            return self.last_logits([self.assemble(p, v, k, o) for p, v, k, o in zip(prompts, video_embeds, keeps, outs)])
-
-        return self.decode_greedy(next_logits, len(items), self.stop_ids(), max_new_tokens)

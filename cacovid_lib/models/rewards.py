@@ -1,6 +1,10 @@
 """Rewards for the policy's rollouts (METHOD §3, last paragraph): the frozen video LLM answers under each
 keep-mask and the answer is scored. Multiple choice: option-text likelihood over all G masks of every item
 in batched forwards. Free-form: batched greedy generation scored with Video-R1's per-type accuracy rewards.
+
+The generation length is an option (PolicyTrainConfig.reward_max_new_tokens): the release decodes up to 768 new
+tokens (RELEASE_MAX_NEW_TOKENS, the GPU profile's value); the kit's default of 8 (KIT_MAX_NEW_TOKENS) keeps CPU runs
+short and is enough for a letter or a number, but truncates free-form and OCR answers, whose rewards then drop.
 """
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ import re
 import torch
 
 from cacovid_lib.models.base import VideoLLM
+
+KIT_MAX_NEW_TOKENS = 8  # the kit's default generation length for the reward (CPU-sized)
+RELEASE_MAX_NEW_TOKENS = 768  # the release's generation length for the reward (METHOD §3, last paragraph)
 
 
 # ---- Video-R1's accuracy rewards (per problem_type), on plain strings -------------------------------
@@ -112,8 +119,9 @@ def multiple_choice_rewards(vlm: VideoLLM, items: list[dict], answers, video_emb
 
 @torch.no_grad()
 def generation_rewards(vlm: VideoLLM, items: list[dict], video_embeds: torch.Tensor, masks: torch.Tensor,
-                       max_new_tokens: int = 8) -> torch.Tensor:
-    """Video-R1 accuracy reward of the greedy answer generated under each mask, all B·G rows decoded together.
+                       max_new_tokens: int = KIT_MAX_NEW_TOKENS) -> torch.Tensor:
+    """Video-R1 accuracy reward of the greedy answer generated under each mask, all B·G rows decoded together, at
+    most `max_new_tokens` new tokens each (the release: RELEASE_MAX_NEW_TOKENS).
     video_embeds (B, N+1, D), masks (B, G, N) -> rewards (B, G)."""
     b, g, _ = masks.shape
     rows = [(i, j) for i in range(b) for j in range(g)]

@@ -35,11 +35,10 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from cacovid_lib.compare import baselines
-from cacovid_lib.compare.cacovid import policy_keep_rule
+from cacovid_lib.compare import registry
 from cacovid_lib.compare.efficiency import median_ms
 from cacovid_lib.compare.evaluation import option_scores
-from cacovid_lib.compare.keep import Selection, keep_all, random_keep_rule
+from cacovid_lib.compare.keep import Selection
 from cacovid_lib.data.benchmarks import LETTERS, accuracy_by_category, parse_answer
 from cacovid_lib.data.schema import answer_letter
 from cacovid_lib.data.video_io import read_video
@@ -49,10 +48,6 @@ from cacovid_lib.models.base import VideoLLM
 from cacovid_lib.models.loader import chat_template
 from cacovid_lib.models.qwen2_5_vl import Qwen25VLVideoLLM
 
-# every backend; the attention-based baselines need LLaVA-OneVision (their forwards use its 1-D positions and
-# SigLIP tower; baselines.py)
-METHODS = ("all", "cacovid", "random", "uniform", "divprune")
-LLAVA_ONLY_METHODS = ("fastv", "fastv_input", "visionzip", "temporal_merge")
 ANSWER_MODES = ("generate", "loglikelihood")
 
 # selector(item indices, pixels (B, ...), video embeds (B, N+1, D)) -> Selection
@@ -60,7 +55,10 @@ Selector = Callable[[np.ndarray, torch.Tensor, torch.Tensor], Selection]
 
 
 def supported_methods(vlm) -> tuple[str, ...]:
-    return METHODS if isinstance(vlm, Qwen25VLVideoLLM) else METHODS + LLAVA_ONLY_METHODS
+    """The registry's method keys this backend runs: every one on LLaVA-OneVision; on Qwen2.5-VL not the
+    LLaVA-only ones (their forwards use LLaVA-OneVision's 1-D positions and SigLIP tower; registry.Method)."""
+    qwen = isinstance(vlm, Qwen25VLVideoLLM)
+    return tuple(m.key for m in registry.METHODS if not (qwen and m.llava_only))
 
 
 def check_method(vlm, method: str) -> None:
@@ -96,37 +94,29 @@ def prompt_items(items: Sequence[dict]) -> list[dict]:
 # ---- token selection -----------------------------------------------------------------------------------
 def make_selector(vlm, items: list[dict], method: str, retention: float, policy: CompressionPolicy | None = None,
                   imp_ratio: float = 0.5, seed: int = 0, fastv_layer: int = 1, merge_threshold: float = 0.9,
-                  dominant_share: float = 54 / 64) -> Selector:
-    """The method as a selector over `items` (indices into them). fastv_layer: FastV prunes after this layer (K =
-    layer + 1; FastV's default K = 2); also the temporal merge's attention layer. merge_threshold, dominant_share:
-    the temporal merge's and VisionZip's (baselines.py). A cacovid `policy` is moved to the model's device and dtype."""
+                  dominant_share: float = 54 / 64, **settings) -> Selector:
+    """The registry's method `method` (a key) as a selector over `items` (indices into them). fastv_layer: FastV prunes
+    after this layer (K = layer + 1; FastV's default K = 2); also the temporal merge's attention layer.
+    merge_threshold, dominant_share: the temporal merge's and VisionZip's; `settings`: any other
+    registry.MethodSettings field (e.g. fastvid_threshold). The methods that re-run the vision tower read the
+    batch's pixels, which the streaming loop has at hand. A cacovid `policy` is moved to the model's device and dtype."""
     check_method(vlm, method)
-    if method == "cacovid" and policy is None:
-        raise KitInputError("method cacovid: needs a trained policy (--policy DIR)")
     if policy is not None:
         policy = policy.to(device=vlm.device, dtype=vlm.model.dtype).eval()
-    if method != "all":
-        baselines.token_budget(1, retention)  # (0, 1] or a one-line error
-    if method == "visionzip":  # needs the frames' pixels, which the streaming loop has at hand
-        def visionzip(idx, pixels, video_embeds):
-            attention = baselines.vision_attention_received(vlm, pixels)  # (B, N)
-            k = baselines.token_budget(attention.shape[1], retention)
-            return baselines.visionzip_select(attention, video_embeds, k, dominant_share)
-        return visionzip
-    rule = {
-        "all": lambda: keep_all,
-        "cacovid": lambda: policy_keep_rule(vlm, policy, items, retention, imp_ratio),
-        "random": lambda: random_keep_rule(retention, seed),
-        "uniform": lambda: baselines.uniform_rule(vlm, retention),
-        "divprune": lambda: baselines.divprune_rule(retention),
-        "fastv": lambda: baselines.fastv_rule(vlm, items, retention, fastv_layer, inside_llm=True),
-        "fastv_input": lambda: baselines.fastv_rule(vlm, items, retention, fastv_layer, inside_llm=False),
-        "temporal_merge": lambda: baselines.temporal_merge_rule(vlm, items, retention, merge_threshold, fastv_layer),
-    }[method]()
+    unknown = sorted(set(settings) - set(registry.MethodSettings.__dataclass_fields__))
+    if unknown:
+        raise KitInputError(f"method setting {unknown[0]!r}: unknown; known: {', '.join(registry.MethodSettings.__dataclass_fields__)}")
+    method_settings = registry.MethodSettings(fastv_layer=fastv_layer, temporal_merge_threshold=merge_threshold,
+                                              visionzip_dominant_share=dominant_share, imp_ratio=imp_ratio, seed=seed,
+                                              **settings)
+    batch_pixels: dict[tuple[int, ...], torch.Tensor] = {}
+    ctx = registry.MethodContext(vlm, items, pixels_of=lambda idx: batch_pixels[tuple(int(i) for i in idx)], policy=policy)
+    rule = registry.build(method, ctx, retention, method_settings)
 
     def select(idx, pixels, video_embeds):
-        out = rule(idx, video_embeds)
-        return out if isinstance(out, Selection) else Selection(out)
+        batch_pixels.clear()
+        batch_pixels[tuple(int(i) for i in idx)] = pixels
+        return rule(idx, video_embeds)
 
     return select
 
@@ -211,7 +201,8 @@ def evaluate_benchmark(vlm, items: Sequence[dict], method: str, retention: float
     """Evaluate `vlm` (adapter.VideoLLM or Qwen25VLVideoLLM) with `method` at `retention` on benchmark `items`,
     appending one JSON line per item to `out_file` and skipping the items already there; returns
     benchmarks.accuracy_by_category over all `items`. template: the prompt template (default:
-    model_loader.chat_template(vlm)); method_kw: make_selector's fastv_layer, merge_threshold, dominant_share.
+    model_loader.chat_template(vlm)); method_kw: make_selector's fastv_layer, merge_threshold, dominant_share and
+    registry.MethodSettings fields.
     Method "all" keeps every token whatever `retention` (recorded as 1.0)."""
     if answer_mode not in ANSWER_MODES:
         raise KitInputError(f"answer_mode {answer_mode!r}: expected one of {', '.join(ANSWER_MODES)}")
@@ -322,8 +313,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", help="one of benchmarks.BENCHMARKS: videomme, mlvu_dev, mlvu_test, longvideobench, mvbench")
     p.add_argument("--annotations", help="the benchmark's annotation file or folder (benchmarks.py names each)")
     p.add_argument("--video-root", help="the benchmark's video folder")
-    p.add_argument("--method", help="all, cacovid, random, uniform, divprune; LLaVA-OneVision also fastv, fastv_input, "
-                                    "visionzip, temporal_merge")
+    p.add_argument("--method", help="a key of the method registry: " + ", ".join(
+        m.key + (" (LLaVA-OneVision only)" if m.llava_only else "") for m in registry.METHODS))
     p.add_argument("--retention", type=float, default=None, help="retention ratio in (0, 1]; method all: 1")
     p.add_argument("--policy", help="policy folder (policy.save_policy / release_import), for method cacovid")
     p.add_argument("--num-frames", type=int)
@@ -347,6 +338,15 @@ def _parser() -> argparse.ArgumentParser:
 
 DEFAULTS = {"num_frames": 32, "dtype": "bfloat16", "attn_implementation": "sdpa", "imp_ratio": 0.5, "answer_mode": "generate",
             "max_new_tokens": 16, "batch_size": 1, "efficiency_items": 0, "timing_repeats": 10, "seed": 0}
+
+
+def method_settings(evaluation: dict) -> dict:
+    """make_selector's keyword settings from a params file's `evaluation` block: fastv_layer, merge_threshold,
+    dominant_share, and any other registry.MethodSettings field (fastvid_threshold, vidcom2_temperature, ...)."""
+    named = {"fastv_layer", "merge_threshold", "dominant_share"}
+    set_by_name = {"fastv_layer", "temporal_merge_threshold", "visionzip_dominant_share", "imp_ratio", "seed"}
+    others = set(registry.MethodSettings.__dataclass_fields__) - set_by_name
+    return {k: v for k, v in evaluation.items() if k in named | others}
 
 
 def resolve(args: argparse.Namespace) -> dict:
@@ -376,7 +376,7 @@ def resolve(args: argparse.Namespace) -> dict:
                                            "limit", "efficiency_items", "timing_repeats", "seed", "device")}
     settings.update(model_path=model["path"], model=args.model, benchmark=args.benchmark, method=args.method,
                     retention=1.0 if args.method == "all" else args.retention,
-                    method_kw={k: evaluation[k] for k in ("fastv_layer", "merge_threshold", "dominant_share") if k in evaluation})
+                    method_kw=method_settings(evaluation))
     if settings["retention"] is None:
         raise KitInputError(f"--retention: required for method {args.method}")
     for key in ("annotations", "video_root"):
