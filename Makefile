@@ -25,7 +25,10 @@ repro: $(STAMP) ## regenerate every result (dvc repro on params.yaml)
 test: $(STAMP) ## run the test suite (smoke profile of the real pipeline)
 	$(BIN)/python -m pytest -q
 
-lab: $(STAMP) ## open the notebooks in JupyterLab
+test-fast: $(STAMP) ## the tests not marked slow (the inner loop: under a minute)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lab: $(STAMP) ## open the notebooks in JupyterLab (a notebook run there writes to scratch/, never to a DVC output)
 	$(BIN)/jupyter lab notebooks/
 
-.PHONY: help venv repro test lab
+.PHONY: help venv repro test test-fast lab

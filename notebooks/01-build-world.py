@@ -13,21 +13,27 @@
 # Renders the train / validation / test videos as MP4 files and writes Video-R1 style annotations
 # (`<split>.json`) plus the generator's layouts (`<split>_layout.json`, per-token ground truth).
 # Every question is about one object, so it needs only a few of the video tokens.
+#
+# Run by hand (JupyterLab), it writes under `scratch/`; `dvc repro` passes the pipeline's paths.
 
 # %% tags=["parameters"]
 world = {"seed": 0, "num_frames": 8, "num_videos": {"train": 40, "val": 8, "test": 8}}
-world_dir = "data/world"
-figures_dir = "reports/figures"
+world_dir = "scratch/data/world"            # written
+figures_dir = "scratch/reports/figures"     # written
 
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
 
 from cacovid_lib.embedded.split import load_split
+from cacovid_lib.embedded.world import WorldSpec, build_world
 from cacovid_lib.io_utils import save_figure
-from cacovid_lib.embedded.world import build_world
+from cacovid_lib.pipeline.params import WorldParams, parse, to_dict
+from cacovid_lib.pipeline.paths import at_project_root
 
-summary = build_world(world_dir, seed=world["seed"], num_videos=world["num_videos"])
+at_project_root()  # paths are relative to the project root, also where JupyterLab starts the kernel (notebooks/)
+p = parse(WorldParams, world, "world")
+summary = build_world(world_dir, seed=p.seed, num_videos=to_dict(p.num_videos), spec=parse(WorldSpec, p.spec, "world.spec"))
 pd.DataFrame(summary).T
 
 # %% [markdown]
@@ -35,8 +41,8 @@ pd.DataFrame(summary).T
 # with one question each.
 
 # %%
-test = load_split(world_dir, "test", world["num_frames"], limit=9)
-fig, axes = plt.subplots(3, world["num_frames"], figsize=(1.4 * world["num_frames"], 5.4), squeeze=False)
+test = load_split(world_dir, "test", p.num_frames, limit=9)
+fig, axes = plt.subplots(3, p.num_frames, figsize=(1.4 * p.num_frames, 5.4), squeeze=False)
 for row, item_index in enumerate([0, 3, 6]):
     item = test.items[item_index]
     for j, ax in enumerate(axes[row]):

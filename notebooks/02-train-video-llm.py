@@ -13,48 +13,37 @@
 # A real `LlavaOnevisionForConditionalGeneration` (small SigLIP + small Qwen2) with a word-level
 # tokenizer, trained from scratch on the world's train split, saved with `save_pretrained`.
 # The recipe (projector alignment to word embeddings, option-text answers, token dropout) is
-# documented in `cacovid_lib/small_vlm.py`.
+# documented in `cacovid_lib/embedded/small_vlm.py`.
+#
+# Run by hand (JupyterLab), it reads the pipeline's world and writes under `scratch/`; `dvc repro` passes the
+# pipeline's paths.
 
 # %% tags=["parameters"]
 world = {"num_frames": 8}
 vlm = {"model": {}, "train": {"steps": 20, "batch_size": 8}}
-world_dir = "data/world"
-model_dir = "models/small_vlm"
-plots_dir = "reports/plots"
-figures_dir = "reports/figures"
+world_dir = "data/world"                    # read (scratch/data/world where the pipeline's is missing)
+model_dir = "scratch/models/small_vlm"      # written
+plots_dir = "scratch/reports/plots"         # written
+figures_dir = "scratch/reports/figures"     # written
 
 # %%
-import time
-
-import matplotlib.pyplot as plt
-import pandas as pd
-
-from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
-from cacovid_lib.embedded.split import load_split
+from cacovid_lib.embedded.small_vlm import SmallVLMConfig, VLMTrainConfig
 from cacovid_lib.io_utils import save_csv, save_figure
-from cacovid_lib.embedded.small_vlm import SmallVLMConfig, VLMTrainConfig, build_small_vlm, config_dict, save_model_folder, train_small_vlm
-from cacovid_lib.embedded.tokenizer import build_tokenizer
+from cacovid_lib.pipeline.figures import vlm_training_figure
+from cacovid_lib.pipeline.params import VLMParams, WorldParams, parse
+from cacovid_lib.pipeline.paths import at_project_root, input_path
+from cacovid_lib.pipeline.video_llm_training import train_video_llm
 
-model_cfg, train_cfg = SmallVLMConfig(**vlm["model"]), VLMTrainConfig(**vlm["train"])
-train = load_split(world_dir, "train", world["num_frames"])
-tokenizer = build_tokenizer()
-model = build_small_vlm(tokenizer, model_cfg, seed=train_cfg.seed)
-print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {len(train)} training questions")
+at_project_root()  # paths are relative to the project root, also where JupyterLab starts the kernel (notebooks/)
+num_frames = parse(WorldParams, world, "world").num_frames
+p = parse(VLMParams, vlm, "vlm")
+model_cfg, train_cfg = parse(SmallVLMConfig, p.model, "vlm.model"), parse(VLMTrainConfig, p.train, "vlm.train")
+history = train_video_llm(input_path(world_dir), num_frames, model_cfg, train_cfg, model_dir)
 
-# %%
-start = time.time()
-history = pd.DataFrame(train_small_vlm(LlavaOneVisionVideoLLM(model, tokenizer, world["num_frames"]), train, train_cfg))
-print(f"trained {train_cfg.steps} steps in {time.time() - start:.0f} s")
-save_model_folder(model, tokenizer, model_dir, {**config_dict(model_cfg, train_cfg), "num_frames": world["num_frames"]})
+# %% [markdown]
+# The answer loss (the option text's likelihood) and the auxiliary loss (each video token's projected embedding
+# against its object's words), as 20-step means.
 
 # %%
 save_csv(history, f"{plots_dir}/vlm_training.csv")
-smooth = history.set_index("step")[["answer_loss", "aux_loss"]].rolling(20, min_periods=1).mean()
-ax = smooth.plot(figsize=(6, 3.2), logy=True, title="small video LLM training (20-step mean)")
-ax.set_ylabel("loss")
-ax.axvline(train_cfg.curriculum_steps, color="grey", ls=":", lw=1, label="curriculum ends")
-if train_cfg.vision_steps is not None:
-    ax.axvline(train_cfg.vision_steps, color="black", ls="--", lw=1, label="vision tower frozen")
-ax.legend(fontsize=8)
-plt.tight_layout()
-save_figure(ax.figure, f"{figures_dir}/vlm_training.png")
+save_figure(vlm_training_figure(history, train_cfg.curriculum_steps, train_cfg.vision_steps), f"{figures_dir}/vlm_training.png")

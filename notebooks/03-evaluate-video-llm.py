@@ -12,39 +12,37 @@
 # # 03 · Evaluate the small video LLM
 # Loads the trained model back with `from_pretrained` (the path a real checkpoint takes) and scores
 # the test split with all video tokens, with none (blind), and with random token dropout.
+#
+# Run by hand (JupyterLab), it reads the pipeline's world and model and writes under `scratch/`; `dvc repro` passes
+# the pipeline's paths.
 
 # %% tags=["parameters"]
 world = {"num_frames": 8}
 evaluate = {"random_keep_ratios": [0.5, 0.25, 0.1], "seed": 0}
-world_dir = "data/world"
-model_dir = "models/small_vlm"
-metrics_dir = "reports/metrics"
-tables_dir = "reports/tables"
+world_dir = "data/world"                    # read (scratch/data/world where the pipeline's is missing)
+model_dir = "models/small_vlm"              # read (scratch/models/small_vlm where the pipeline's is missing)
+metrics_dir = "scratch/reports/metrics"     # written
+tables_dir = "scratch/reports/tables"       # written
 
 # %%
-import pandas as pd
-
-from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
 from cacovid_lib.embedded.split import load_split
-from cacovid_lib.compare.evaluation import accuracy_table, predict
-from cacovid_lib.compare.keep import keep_all, keep_none, random_keep_rule
-from cacovid_lib.io_utils import write_json_atomic, write_text_atomic
+from cacovid_lib.io_utils import write_text_atomic
+from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
+from cacovid_lib.pipeline.metrics import write_metrics
+from cacovid_lib.pipeline.params import EvaluateParams, WorldParams, parse
+from cacovid_lib.pipeline.paths import at_project_root, input_path
+from cacovid_lib.pipeline.video_llm_evaluation import evaluate_video_llm, video_llm_metrics
 
-vlm = LlavaOneVisionVideoLLM.from_pretrained(model_dir, num_frames=world["num_frames"])
-test = load_split(world_dir, "test", world["num_frames"])
-rules = {"all tokens": keep_all, "no video (blind)": keep_none}
-rules.update({f"random {r:.0%}": random_keep_rule(r, evaluate["seed"]) for r in evaluate["random_keep_ratios"]})
-table = pd.concat({name: accuracy_table(test, predict(vlm, test, rule, desc=name)[0])["accuracy"] for name, rule in rules.items()}, axis=1)
+at_project_root()  # paths are relative to the project root, also where JupyterLab starts the kernel (notebooks/)
+num_frames = parse(WorldParams, world, "world").num_frames
+p = parse(EvaluateParams, evaluate, "evaluate")
+vlm = LlavaOneVisionVideoLLM.from_pretrained(input_path(model_dir), num_frames=num_frames)
+test = load_split(input_path(world_dir), "test", num_frames)
+table = evaluate_video_llm(vlm, test, p.random_keep_ratios, p.seed)
 table.round(3)
 
 # %%
-metrics = {
-    "accuracy_full": round(float(table.loc["overall", "all tokens"]), 4),
-    "accuracy_blind": round(float(table.loc["overall", "no video (blind)"]), 4),
-    "num_test": len(test),
-    **{f"accuracy_random_{r}": round(float(table.loc["overall", f"random {r:.0%}"]), 4) for r in evaluate["random_keep_ratios"]},
-    "accuracy_full_by_type": {k: round(float(v), 4) for k, v in table["all tokens"].drop("overall").items()},
-}
-write_json_atomic(f"{metrics_dir}/vlm.json", metrics)
+metrics = video_llm_metrics(table, len(test), p.random_keep_ratios)
+write_metrics(f"{metrics_dir}/vlm.json", metrics)
 write_text_atomic(f"{tables_dir}/vlm.md", table.round(3).to_markdown() + "\n")
 metrics

@@ -12,24 +12,32 @@
 # # 04 · Blind filtering of the training set
 # Drops the training questions the frozen video LLM answers correctly with no video at all (METHOD §4):
 # they say nothing about which tokens matter. Writes the kept items in the Video-R1 JSON format.
+#
+# Run by hand (JupyterLab), it reads the pipeline's world and model and writes under `scratch/`; `dvc repro` passes
+# the pipeline's paths.
 
 # %% tags=["parameters"]
 world = {"num_frames": 8}
-world_dir = "data/world"
-model_dir = "models/small_vlm"
-filtered_file = "data/filtered/train.json"
-metrics_dir = "reports/metrics"
+world_dir = "data/world"                            # read (scratch/data/world where the pipeline's is missing)
+model_dir = "models/small_vlm"                      # read (scratch/models/small_vlm where the pipeline's is missing)
+filtered_file = "scratch/data/filtered/train.json"  # written
+metrics_dir = "scratch/reports/metrics"             # written
 
 # %%
-from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
 from cacovid_lib.embedded.split import load_split
-from cacovid_lib.pipeline.blind_filter import blind_filter
 from cacovid_lib.io_utils import write_json_atomic
+from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
+from cacovid_lib.pipeline.blind_filter import blind_filter, blind_filter_metrics
+from cacovid_lib.pipeline.metrics import write_metrics
+from cacovid_lib.pipeline.params import WorldParams, parse
+from cacovid_lib.pipeline.paths import at_project_root, input_path
 
-vlm = LlavaOneVisionVideoLLM.from_pretrained(model_dir, num_frames=world["num_frames"])
-train = load_split(world_dir, "train", world["num_frames"])
+at_project_root()  # paths are relative to the project root, also where JupyterLab starts the kernel (notebooks/)
+num_frames = parse(WorldParams, world, "world").num_frames
+vlm = LlavaOneVisionVideoLLM.from_pretrained(input_path(model_dir), num_frames=num_frames)
+train = load_split(input_path(world_dir), "train", num_frames)
 kept = blind_filter(vlm, train)
 write_json_atomic(filtered_file, kept)
-metrics = {"num_train": len(train), "num_kept": len(kept), "share_dropped": round(1 - len(kept) / len(train), 4)}
-write_json_atomic(f"{metrics_dir}/blind_filter.json", metrics)
+metrics = blind_filter_metrics(len(train), len(kept))
+write_metrics(f"{metrics_dir}/blind_filter.json", metrics)
 metrics

@@ -10,11 +10,11 @@ import pandas as pd
 import torch
 
 from cacovid_lib.compare.cacovid import selection_cost
-from cacovid_lib.compare.evaluation import encode_split_videos
 from cacovid_lib.embedded.small_vlm import SmallVLMConfig, build_small_vlm
 from cacovid_lib.embedded.split import load_split
 from cacovid_lib.embedded.tokenizer import build_tokenizer
 from cacovid_lib.method.policy import CompressionPolicy
+from cacovid_lib.models.base import encode_videos
 from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
 
 # (hidden, layers, heads, kv heads): the embedded default, a narrower-deeper LLM of the same size, 12 layers,
@@ -30,7 +30,7 @@ for hidden, layers, heads, kv_heads in SHAPES:
     model = build_small_vlm(tokenizer, cfg).eval()
     vlm = LlavaOneVisionVideoLLM(model, tokenizer, 8)
     policy = CompressionPolicy.from_llm(model.model.language_model).eval()
-    embeds = encode_split_videos(vlm, test)  # (V, N+1, D)
+    embeds = encode_videos(vlm, test.frames)  # (V, N+1, D)
     cost = selection_cost(vlm, policy, test.items[0], embeds[test.video_of_item[0]], 0.1, 1.0, repeats=30)
     rows.append({"llm_hidden": hidden, "llm_layers": layers,
                  "llm_params_m": round(sum(p.numel() for p in model.model.language_model.parameters()) / 1e6, 2),

@@ -1,6 +1,5 @@
 """The layout's rules: imports run downhill between the rooms, and every DVC stage declares the code it runs."""
 import ast
-from pathlib import Path
 
 import pytest
 import yaml

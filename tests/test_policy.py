@@ -1,4 +1,5 @@
 """The policy network (METHOD §2) and its checkpoints (policy tensors only)."""
+import copy
 import json
 
 import pytest
@@ -56,3 +57,50 @@ def test_checkpoint_round_trip_and_clear_errors(tmp_path):
         load_policy(tmp_path / "ckpt", qwen2(hidden=32))
     with pytest.raises(KitInputError, match="not a policy checkpoint"):
         load_policy(tmp_path, llm)
+
+
+def padded_batch(d=64):
+    """Two prompts of 3 text + 8 video + 4 question tokens; the second has 3 padding tokens at the end."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 18, d, generator=g)
+    mask = torch.ones(2, 18, dtype=torch.long)
+    mask[0, 15:] = 0  # the first one is shorter: padding after its question
+    video = torch.zeros(2, 18, dtype=torch.bool)
+    video[:, 3:11] = True
+    return x, torch.arange(18).expand(2, -1), mask, video
+
+
+def layer_output(policy, x, pos, mask, video, grid):
+    """The copied layer's hidden states (B, L, D) on this batch (the heads of an untrained policy flatten differences)."""
+    seen = []
+    hook = policy.layers[0].register_forward_hook(lambda module, args, out: seen.append(out[0] if isinstance(out, tuple) else out))
+    tok, _ = policy(x, pos, mask, video, grid)
+    hook.remove()
+    return tok, seen[0]
+
+
+def test_the_bidirectional_mask_means_the_same_under_eager_and_sdpa():
+    grid = (2, 2, 2)
+    sdpa = CompressionPolicy.from_llm(qwen2())
+    eager = copy.deepcopy(sdpa)
+    eager.layers[0].self_attn.config._attn_implementation = "eager"
+    assert sdpa.layers[0].self_attn.config._attn_implementation == "sdpa"
+    x, pos, mask, video = padded_batch()
+    tok_s, hid_s = layer_output(sdpa, x, pos, mask, video, grid)
+    tok_e, hid_e = layer_output(eager, x, pos, mask, video, grid)
+    assert torch.allclose(tok_s, tok_e, atol=1e-5) and torch.allclose(hid_s[:, :15], hid_e[:, :15], atol=1e-5)
+    # padding is invisible: the padded prompt's real tokens come out as they do alone, unpadded
+    for policy, hid in ((sdpa, hid_s), (eager, hid_e)):
+        _, alone = layer_output(policy, x[:1, :15], pos[:1, :15], mask[:1, :15], video[:1, :15], grid)
+        assert torch.allclose(alone[0], hid[0, :15], atol=1e-5)
+    # and the mask is what makes that so: attending to the padding changes them
+    _, unmasked = layer_output(sdpa, x, pos, torch.ones_like(mask), video, grid)
+    assert (unmasked[0, :15] - hid_s[0, :15]).abs().max() > 100 * 1e-5  # far above the tolerance above
+
+
+def test_flash_attention_2_is_refused_with_a_one_line_error():
+    policy = CompressionPolicy.from_llm(qwen2())
+    policy.layers[0].self_attn.config._attn_implementation = "flash_attention_2"
+    x, pos, mask, video = padded_batch()
+    with pytest.raises(KitInputError, match="attn_implementation: 'flash_attention_2' .*valid: eager, sdpa"):
+        policy(x, pos, mask, video, (2, 2, 2))

@@ -18,7 +18,11 @@ class Killed(Exception):
     pass
 
 
-def test_killed_and_resumed_training_ends_with_the_same_policy(tmp_path):
+RELEASE_OPTIONS = {"frame_clipping": "release", "sample_rate_schedule": "release", "lr_schedule": "release_cycling"}
+
+
+@pytest.mark.parametrize("options", [{}, pytest.param(RELEASE_OPTIONS, marks=pytest.mark.slow)], ids=["kit", "release"])
+def test_killed_and_resumed_training_ends_with_the_same_policy(tmp_path, options):
     llm = qwen2_llm()
     video, keys = planted_world(8, seed=0)
 
@@ -26,9 +30,9 @@ def test_killed_and_resumed_training_ends_with_the_same_policy(tmp_path):
         return torch.stack([masks[b][:, keys[i]].all(-1) for b, i in enumerate(idx)]).float()
 
     cfg = PolicyTrainConfig(steps=12, items_per_step=2, num_generations=8, num_iter_for_item=3, sample_rate=0.25,
-                            min_sample_rate=0.125, max_sample_rate=0.5, lr=1e-2, checkpoint_every=6, seed=0)
+                            min_sample_rate=0.125, max_sample_rate=0.5, lr=1e-2, checkpoint_every=6, seed=0, **options)
     whole = CompressionPolicy.from_llm(llm, seed=0)
-    train_policy(whole, inputs_for(video), reward_fn, len(video), cfg, progress=False)
+    uninterrupted = train_policy(whole, inputs_for(video), reward_fn, len(video), cfg, progress=False)
 
     def save_then_die(policy, state, optimizer_state):
         save_training_checkpoint(tmp_path / "ckpt", policy, state, optimizer_state, cfg, "tiny")
@@ -42,7 +46,7 @@ def test_killed_and_resumed_training_ends_with_the_same_policy(tmp_path):
     resumed = load_policy(tmp_path / "ckpt", llm)
     end = train_policy(resumed, inputs_for(video), reward_fn, len(video), cfg, state=state, optimizer_state=optimizer_state,
                        progress=False)
-    assert end.step == 12
+    assert end.step == 12 and end.history == uninterrupted.history  # rewards, rates, lr and health alike
     for name, tensor in whole.state_dict().items():
         assert torch.equal(resumed.state_dict()[name], tensor), name
 

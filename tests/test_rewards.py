@@ -50,3 +50,24 @@ def test_generation_rewards_score_greedy_answers(tiny_world, tiny_vlm):
     texts = tiny_vlm.generate(items, video, masks[:, 0], max_new_tokens=3)
     expected = [rouge_score("red circle", t) for t in texts]
     assert np.allclose(rewards[:, 0].numpy(), expected)
+
+
+def test_generation_rewards_decode_the_configured_length():
+    from cacovid_lib.models.rewards import KIT_MAX_NEW_TOKENS, RELEASE_MAX_NEW_TOKENS
+
+    answer = "<answer>the red circle moves to the left</answer>"
+
+    class Words:  # a stand-in video LLM that answers one word per new token
+        asked: list = []
+
+        def generate(self, items, video, keeps, max_new_tokens):
+            self.asked.append(max_new_tokens)
+            return [" ".join(answer.split()[:max_new_tokens])] * len(items)
+
+    items = [{"problem_type": "free-form", "solution": answer}]
+    masks = torch.ones(1, 2, 4, dtype=torch.bool)
+    vlm = Words()
+    short = generation_rewards(vlm, items, torch.zeros(1, 5, 3), masks, max_new_tokens=3)
+    full = generation_rewards(vlm, items, torch.zeros(1, 5, 3), masks, max_new_tokens=RELEASE_MAX_NEW_TOKENS)
+    assert vlm.asked == [3, RELEASE_MAX_NEW_TOKENS] and KIT_MAX_NEW_TOKENS == 8
+    assert torch.all(full == 1.0) and torch.all(short < 1.0)  # a truncated free-form answer loses reward

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cacovid_lib.io_utils import KitInputError
-from cacovid_lib.method.selection import clip_max_probability, select_tokens
+from cacovid_lib.method.selection import clip_max_probability, clip_max_probability_over_rollouts, select_tokens
 
 # Inputs and outputs of the authors' release on seeded inputs, committed with the tests so they run in every clone.
 GOLDEN = json.loads((ROOT / "tests" / "data" / "release_vectors.json").read_text())
@@ -53,3 +53,19 @@ def test_clipped_probabilities_are_valid(n, cap, seed):
 def test_retention_outside_range_is_a_clear_error(retention):
     with pytest.raises(KitInputError, match=r"retention: .* is outside \(0, 1\]"):
         select_tokens(torch.randn(2), torch.randn(8), (2, 2, 2), retention)
+
+
+@settings(max_examples=60, deadline=None)
+@given(t=st.integers(2, 80), rollouts=st.integers(1, 12), peak=st.floats(0.0, 8.0), seed=st.integers(0, 10_000))
+def test_release_frame_clipping_gives_valid_rows_floored_at_one_over_rollouts_squared(t, rollouts, peak, seed):
+    g = torch.Generator().manual_seed(seed)
+    p = torch.softmax(torch.randn(t, generator=g) * peak, dim=0)
+    rows = clip_max_probability_over_rollouts(p, rollouts, 3 / t)  # (rollouts, t)
+    assert rows.shape == (rollouts, t) and (rows >= 0).all()
+    assert torch.allclose(rows.sum(1), torch.ones(rollouts), atol=1e-5)
+    floored = p.clamp(min=1 / rollouts**2)
+    floored = floored / floored.sum()
+    if t <= 3 * rollouts:  # every entry of the tensor is below 1/rollouts <= 3/t: the cap cannot act, only the floor
+        assert torch.allclose(rows[0], floored, atol=1e-6)
+    else:  # the cap on an entry of the tensor (summing to `rollouts`) is a cap of 3/t·rollouts on a row
+        assert float(rows[0].max()) <= min(3 / t * rollouts, 0.999) + 1e-6

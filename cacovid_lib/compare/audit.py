@@ -2,6 +2,8 @@
 contributes to the correct answer, and how well attention scores and the policy's scores predict it."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 import torch
@@ -9,6 +11,30 @@ import torch
 from cacovid_lib.compare.baselines import last_token_attention, vision_attention_received
 from cacovid_lib.method.policy import CompressionPolicy, scores
 from cacovid_lib.models.base import VideoLLM
+
+
+@dataclass
+class AuditSample:
+    """The audited test items: their indices into the split, the items, their videos' pixels and encodings, and
+    which video tokens show the asked-about object (the generator's ground truth)."""
+
+    idx: np.ndarray  # (B,) sorted indices into the split
+    items: list[dict]
+    answers: np.ndarray  # (B,) index of the correct option
+    pixels: torch.Tensor  # (B, t, 3, S, S)
+    video_embeds: torch.Tensor  # (B, N+1, D)
+    target: torch.Tensor  # (B, N) bool: tokens on the asked-about object
+
+
+@torch.no_grad()
+def audit_sample(vlm: VideoLLM, split, num_items: int, seed: int = 0) -> AuditSample:
+    """`num_items` test items drawn without replacement (seeded), in split order, with what the audit reads."""
+    idx = np.sort(np.random.default_rng(seed).choice(len(split), num_items, replace=False))
+    items = [split.items[i] for i in idx]
+    pixels = torch.stack([vlm.preprocess(split.frames[v]) for v in split.video_of_item[idx]])  # (B, t, 3, S, S)
+    target = torch.from_numpy(np.stack([split.object_labels[v].reshape(-1) == it["target_object"]
+                                        for v, it in zip(split.video_of_item[idx], items)]))  # (B, N)
+    return AuditSample(idx, items, split.answers[idx], pixels, vlm.encode_video(pixels), target)
 
 
 @torch.no_grad()

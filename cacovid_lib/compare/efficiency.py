@@ -1,4 +1,5 @@
-"""Efficiency measurements: wall time (warm-up + median), peak memory, and an analytic prefill-FLOPs model."""
+"""Efficiency measurements: wall time (warm-up + median), peak memory, one prefill as generation does it, and an
+analytic prefill-FLOPs model."""
 from __future__ import annotations
 
 import time
@@ -7,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from cacovid_lib.compare.keep import Selection
 
 
 def median_ms(fn, repeats: int = 20, warmup: int = 2) -> float:
@@ -57,6 +60,33 @@ def peak_memory_mb(fn, device) -> float:
     fn()
     return max(0.0, _peak_rss_mb() - before)
 
+
+
+def median_ms_and_peak_mb(fn, device, repeats: int = 20, warmup: int = 2) -> tuple[float, float]:
+    """(median_ms, peak_memory_mb) of `fn()` from the same runs: the timed loop (warm-up included, CUDA
+    synchronised) runs inside the peak-memory measurement, so a row costs no extra call."""
+    timed = {}
+    peak = peak_memory_mb(lambda: timed.setdefault("ms", median_ms(fn, repeats, warmup)), device)
+    return timed["ms"], peak
+
+
+@torch.no_grad()
+def prefill(vlm, prompt, video_embeds: torch.Tensor, sel: Selection) -> torch.Tensor:
+    """One prefill of one item as generation does it: the LLM over the prompt with the kept tokens, the LM head on
+    the last position only. video_embeds (N+1, D) -> next-token logits (1, V). FastV: every token through its
+    first layers, then the kept ones (forward_pruned_inside, whose LM head covers every position)."""
+    video = video_embeds if sel.video_embeds is None else sel.video_embeds[0]
+    keep = sel.keeps[0].to(video.device)
+    if sel.prune_after_layer is not None:
+        full = vlm.assemble(prompt, video, torch.ones_like(keep))
+        logits, lengths = vlm.forward_pruned_inside([full], [len(prompt.prefix_ids)], keep[None], sel.prune_after_layer)
+        return logits[:, lengths[0] - 1]
+    embeds, positions = vlm.assemble(prompt, video, keep)
+    # an explicit mask: without one, transformers reads position ids with gaps (the dropped tokens) as packed sequences
+    mask = torch.ones(1, embeds.shape[0], dtype=torch.long, device=embeds.device)
+    hidden = vlm.model.model.language_model(inputs_embeds=embeds[None], attention_mask=mask, position_ids=positions.unsqueeze(-2),
+                                            use_cache=False).last_hidden_state  # positions (L,) -> (1, L); (3, L) -> (3, 1, L)
+    return vlm.model.lm_head(hidden[:, -1])
 
 @dataclass
 class DecoderShape:

@@ -11,9 +11,8 @@ from cacovid_lib.models.base import VideoLLM, encode_videos
 
 
 @torch.no_grad()
-def option_scores(vlm: VideoLLM, items: list[dict], video_embeds: torch.Tensor, selection) -> torch.Tensor:
-    """Option-text log-likelihoods of a batch of items under a keep-mask or a `Selection` -> (B, num_options)."""
-    sel = selection if isinstance(selection, Selection) else Selection(selection)
+def option_scores(vlm: VideoLLM, items: list[dict], video_embeds: torch.Tensor, sel: Selection) -> torch.Tensor:
+    """Option-text log-likelihoods of a batch of items under a `Selection`. video_embeds (B, N+1, D) -> (B, num_options)."""
     prompts = [vlm.prompt(item) for item in items]
     embeds = video_embeds if sel.video_embeds is None else sel.video_embeds.to(video_embeds.device)
     keeps = sel.keeps.to(video_embeds.device)
@@ -32,12 +31,19 @@ def predict(vlm: VideoLLM, split, keep_rule: KeepRule = keep_all, batch_size: in
     for start in tqdm(range(0, len(split), batch_size), desc=desc, mininterval=5, leave=False):
         idx = np.arange(start, min(start + batch_size, len(split)))
         embeds = video_embeds[split.video_of_item[idx]]  # (B, N+1, D)
-        selection = keep_rule(idx, embeds)  # (B, N) keep-mask or a Selection
-        scores = option_scores(vlm, [split.items[i] for i in idx], embeds, selection)
-        keeps = selection.keeps if isinstance(selection, Selection) else selection
+        selection = keep_rule(idx, embeds)
+        scores = option_scores(vlm, [split.items[i] for i in idx], embeds, selection)  # (B, options)
         preds.append(scores.argmax(-1).cpu().numpy())
-        kept.append(keeps.sum(-1).cpu().numpy())
+        kept.append(selection.keeps.sum(-1).cpu().numpy())
     return np.concatenate(preds), np.concatenate(kept)
+
+
+def correct(vlm: VideoLLM, split, keep_rule: KeepRule, desc: str = "evaluate", video_embeds: torch.Tensor | None = None,
+            batch_size: int = 64) -> np.ndarray:
+    """Whether each item of `split` is answered correctly under `keep_rule` -> (num_items,) bool: the per-question
+    outcomes an accuracy and its bootstrap interval (compare/intervals.py) are computed from."""
+    preds, _ = predict(vlm, split, keep_rule, batch_size=batch_size, desc=desc, video_embeds=video_embeds)
+    return preds == split.answers
 
 
 def accuracy_table(split, preds: np.ndarray) -> pd.DataFrame:

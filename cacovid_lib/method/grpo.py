@@ -1,5 +1,6 @@
 """Combinatorial policy optimisation (METHOD §4): small pure functions for advantages and the clipped
-objective, and the adaptive sample rate. The training loop that uses them is cacovid_lib/train_policy.py."""
+objective, and the adaptive sample rate. The training loop that uses them is
+cacovid_lib/method/train_loop.py."""
 from __future__ import annotations
 
 import torch
@@ -41,6 +42,15 @@ def kl_to_uniform(logp_new: torch.Tensor) -> torch.Tensor:
     """k3 estimate of KL(π_θ || Bernoulli(0.5)) on the taken actions: r - log r - 1, r = 0.5 / π_θ(a)."""
     log_r = torch.log(torch.tensor(0.5)) - logp_new
     return (torch.exp(log_r) - log_r - 1).mean()
+
+
+SAMPLE_RATE_SCHEDULES = ("kit", "release")  # what the adaptive rate reads and where each item starts
+
+
+def sample_rate_signal(iteration_token_rewards: torch.Tensor, memory_token_rewards: torch.Tensor, schedule: str) -> float:
+    """The token-mode mean reward the adaptive rate reacts to after an iteration: "kit" reads this iteration's
+    token rollouts, "release" the item's whole token-mode memory (every iteration so far, this one included)."""
+    return float((memory_token_rewards if schedule == "release" else iteration_token_rewards).mean())
 
 
 def adapt_sample_rate(rate: float, token_mode_mean_reward: float, high: float = 0.875, low: float = 0.125,

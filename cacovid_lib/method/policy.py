@@ -4,7 +4,9 @@ One decoder layer of the LLM's own class, initialised as a copy of the LLM's fir
 bidirectionally over the whole prompt (so video tokens see the question), then an RMSNorm and two
 MLP heads D -> D/2 -> D/4 -> D/8 -> D/16 -> 2 (SiLU between): one on every video token, one on the
 mean of each frame's tokens. The two logits are a Bernoulli keep/drop distribution; the score is
-z[1] - z[0]. Tensor names follow the release (`layers.0.*`, `layernorm`, `token_compress`,
+z[1] - z[0], always computed in float32 (as the release: bf16 rounding of the difference changes selections).
+The bidirectional mask is a 4-D additive one, which eager and sdpa attention read alike; flash_attention_2 reads
+a 2-D padding mask instead, so the policy refuses it (load the LLM with sdpa or eager). Tensor names follow the release (`layers.0.*`, `layernorm`, `token_compress`,
 `frame_compress`), so the authors' `compression_policy.*` tensors load without renaming.
 """
 from __future__ import annotations
@@ -42,6 +44,18 @@ def score_mlp(dim: int, out: int = 2) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+MASK_SAFE_ATTENTION = ("eager", "sdpa")  # implementations that read the policy's 4-D additive mask as it is meant
+
+
+def check_attention_implementation(layer: nn.Module) -> None:
+    """Refuse an attention implementation that would misread the policy's 4-D additive mask: flash_attention_2 in the
+    pinned transformers expects a 2-D padding mask, where a real token's additive 0 reads as padding."""
+    implementation = getattr(getattr(layer.self_attn, "config", None), "_attn_implementation", None) or "eager"
+    if implementation not in MASK_SAFE_ATTENTION:
+        raise KitInputError(f"attn_implementation: {implementation!r} cannot run the policy's bidirectional mask; "
+                            f"valid: {', '.join(MASK_SAFE_ATTENTION)} (load the video LLM with one of them)")
+
+
 class CompressionPolicy(nn.Module):
     def __init__(self, first_layer: nn.Module, rotary_emb: nn.Module, norm: nn.Module, hidden_size: int):
         super().__init__()
@@ -65,6 +79,7 @@ class CompressionPolicy(nn.Module):
         """inputs_embeds (B, L, D), position_ids (B, L) or (B, 3, L) multimodal rotary ids, attention_mask (B, L)
         1 = real token, video_mask (B, L) True on the t·h·w prunable video tokens -> token logits (B, N, 2),
         frame logits (B, t, 2)."""
+        check_attention_implementation(self.layers[0])
         t, h, w = grid
         b = inputs_embeds.shape[0]
         rotary_ids, layer_ids = position_ids, position_ids
@@ -85,7 +100,9 @@ class CompressionPolicy(nn.Module):
 
 
 def scores(logits: torch.Tensor) -> torch.Tensor:
-    """Keep score z[1] - z[0] of Bernoulli logits (..., 2) -> (...)."""
+    """Keep score z[1] - z[0] of Bernoulli logits (..., 2) -> (...), in float32 whatever the logits' dtype: in bf16
+    the difference of two close logits is rounded to 8 bits, which reorders tokens and moves frame budgets."""
+    logits = logits.float()  # a no-op on float32 logits
     return logits[..., 1] - logits[..., 0]
 
 

@@ -4,7 +4,8 @@ G rollouts are split into three modes, every one spending the same budget of k t
 content (1, no policy: density-peak picks), token (3G/4 - 1: grouped rank-band sampling from the
 token head) and frame (G/4: frames from the frame head, density-peak picks inside them).
 Two ablation switches (defaults = the release): which modes produce rollouts, and an independent-Bernoulli
-token sampler in place of the grouped rank bands.
+token sampler in place of the grouped rank bands. One fidelity option: the frame mode's clipping as the paper
+describes it (cap 3/t per item, "kit") or as the release computes it (on the (rollouts, t) tensor, "release").
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from cacovid_lib.method.selection import clip_max_probability
+from cacovid_lib.io_utils import KitInputError
+from cacovid_lib.method.selection import clip_max_probability, clip_max_probability_over_rollouts
 
 
 @dataclass
@@ -27,6 +29,7 @@ class Rollouts:
 
 MODES = ("content", "token", "frame")  # the online sampling modes, in rollout order
 SAMPLERS = ("grouped", "independent")  # token-mode samplers: the method's rank bands, the ablation's baseline
+FRAME_CLIPPINGS = ("kit", "release")  # frame-mode clipping: cap 3/t on the item's distribution, or the release's form
 
 
 def mode_counts(num_generations: int, modes: tuple[str, ...] = MODES) -> dict[str, int]:
@@ -98,16 +101,32 @@ def independent_bernoulli_sample(probs: torch.Tensor, num_rollouts: int, generat
     return torch.rand(num_rollouts, probs.shape[0], generator=generator) < probs.float()  # (G_token, N)
 
 
+def frame_distributions(frame_scores: torch.Tensor, num_rollouts: int, frame_clipping: str = "kit") -> torch.Tensor:
+    """The distribution each frame-mode rollout draws its frames from: (t,) scores -> (num_rollouts, t).
+    "kit": softmax clipped at 3/t (floor 1/t²), the same for every rollout; "release": the release's clipping on the
+    (rollouts, t) tensor (floor 1/num_rollouts², no cap in practice; selection.clip_max_probability_over_rollouts)."""
+    t = frame_scores.shape[0]
+    p = torch.softmax(frame_scores.float(), dim=0)  # (t,)
+    if frame_clipping == "release":
+        return clip_max_probability_over_rollouts(p, max(num_rollouts, 1), 3 / t)
+    if frame_clipping != "kit":
+        raise KitInputError(f"frame_clipping: {frame_clipping!r} is unknown; valid: {', '.join(FRAME_CLIPPINGS)}")
+    return clip_max_probability(p, 3 / t).expand(num_rollouts, -1)  # (rollouts, t)
+
+
 def sample_rollouts(token_scores: torch.Tensor, frame_scores: torch.Tensor, raw_video: torch.Tensor, grid,
                     num_generations: int, sample_rate: float, group_size: int = 2, max_group_prob: float = 2.0,
                     frame_ratio: float = 0.125, generator=None, modes: tuple[str, ...] = MODES,
-                    sampler: str = "grouped") -> Rollouts:
+                    sampler: str = "grouped", frame_clipping: str = "kit") -> Rollouts:
     """All G rollouts of one item from the frozen policy's scores.
 
     token_scores (N,), frame_scores (t,): scores z[1]-z[0] of π_old; raw_video (N, D): the video tokens as
     the LLM receives them (for the density-peak picks); sample_rate r: k = round(r·h·w) tokens per frame.
     modes: the enabled sampling modes (split by `mode_counts`); sampler: "grouped" (rank bands, §3) or
     "independent" (Bernoulli per token from π_old(keep) = sigmoid(score)), for the token mode only.
+    frame_clipping: "kit" caps each frame at 3/t and floors it at 1/t² (clip_max_probability on the item's (t,)
+    distribution, as the paper describes); "release" floors each frame at 1/G_frame² and in effect never caps
+    (clip_max_probability_over_rollouts, as the release computes it).
     """
     t, h, w = grid
     hw, n = h * w, t * h * w
@@ -128,14 +147,14 @@ def sample_rollouts(token_scores: torch.Tensor, frame_scores: torch.Tensor, raw_
                                               group_size, max_group_prob, generator) for j in range(t)]
         token = torch.cat(per_frame, dim=1)  # (G_token, N)
 
-    # frame: frames from the frame head (cap 3/t), then k·t density-peak tokens inside them; rollout 0 = top frames
+    # frame: frames from the frame head (clipped), then k·t density-peak tokens inside them; rollout 0 = top frames
     num_frames = min(max(math.ceil(t * frame_ratio), math.ceil(k * t / hw), 1), t)
-    frame_p = clip_max_probability(torch.softmax(frame_scores.float(), dim=0), 3 / t)
+    frame_p = frame_distributions(frame_scores, counts["frame"], frame_clipping)  # (G_frame, t)
     frame_actions = torch.zeros(counts["frame"], t, dtype=torch.bool)
     frame_masks = torch.zeros(counts["frame"], n, dtype=torch.bool)
     for row in range(counts["frame"]):
         chosen = frame_scores.topk(num_frames).indices if row == 0 else \
-            torch.multinomial(frame_p, num_frames, replacement=False, generator=generator)
+            torch.multinomial(frame_p[row], num_frames, replacement=False, generator=generator)
         frame_actions[row, chosen] = True
         candidates = torch.nonzero(frame_actions[row].repeat_interleave(hw), as_tuple=True)[0]  # tokens of chosen frames
         top = density_peak_scores(raw_video[candidates], generator).topk(min(k * t, candidates.numel())).indices

@@ -1,6 +1,7 @@
-"""Any-ratio inference selection (METHOD §5) and max-probability clipping (METHOD §3 step 3).
+"""Any-ratio inference selection (METHOD §5) and max-probability clipping (METHOD §3 step 3), plus the release's
+form of that clipping on a (rollouts, t) tensor (its frame mode, an option of the training loop).
 
-Both reproduce the release's behaviour exactly (tests/test_selection.py checks them against
+The selection and the 1-D clipping reproduce the release's behaviour exactly (tests/test_selection.py checks them against
 ../shared/golden/release_vectors.json).
 """
 from __future__ import annotations
@@ -17,6 +18,19 @@ def clip_max_probability(p: torch.Tensor, cap: float) -> torch.Tensor:
     renormalise; if the largest entry exceeds `cap`, fix it at `cap` and clip the rest, renormalised to
     the remaining mass, with the cap scaled to match (recursively). p: (n,) -> (n,) summing to 1."""
     return _clip_free(p, cap, torch.ones_like(p, dtype=torch.bool), p.shape[0])
+
+
+def clip_max_probability_over_rollouts(p: torch.Tensor, num_rollouts: int, cap: float) -> torch.Tensor:
+    """The release's frame-mode clipping (METHOD §3 frame mode): its max-probability clipping called on the whole
+    (rollouts, t) tensor, every row the item's frame distribution, instead of on one (t,) row. The rule then reads
+    n = the tensor's first dimension, the rollouts, so every frame is floored at 1/rollouts² (1/64 with the
+    release's 8 frame rollouts), and it compares the cap with entries of a tensor that sums to `rollouts`, which is
+    a cap of cap·rollouts on a row: 3·8/32 = 0.75 at the release's t = 32, above any floored row's top (at most
+    1/(1 + 31/64) = 0.67), so in effect there is no cap. Where it would act (t > 3·rollouts) we cap each row
+    alike (the release's code indexes the 2-D tensor by a flat position there, which has no row-wise meaning).
+    p: (t,) -> (num_rollouts, t), the distribution each rollout draws from, rows summing to 1."""
+    row = _clip_free(p, cap * num_rollouts, torch.ones_like(p, dtype=torch.bool), num_rollouts)  # (t,)
+    return row.expand(num_rollouts, -1)  # (rollouts, t)
 
 
 def _clip_free(p, cap, free, n):

@@ -17,22 +17,32 @@ Implementation details, each tied to the method:
 9. Ablation switches (defaults = the release): `sampling_modes` drops content and/or frame rollouts (their share
    goes to the token mode, `sampling.mode_counts`; a disabled mode has no memory, no loss and NaN rewards in the
    history); `sampler="independent"` replaces the token mode's rank bands with independent Bernoulli draws.
+10. Release-fidelity options (defaults = the kit's behaviour, the embedded pipeline's; params.gpu.yaml sets the
+   release's): `frame_clipping`, `sample_rate_schedule`, `lr_schedule`, `reward_max_new_tokens` (field comments).
+11. Training health (method/health.py) joins every history row: zero-spread fractions, clipped-ratio fractions,
+   entropies, KL to π_old, gradient norm before clipping, kept tokens per rollout. It is computed from detached
+   values and changes no number of the training itself.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from cacovid_lib.io_utils import KitInputError, atomic_path
-from cacovid_lib.method.grpo import adapt_sample_rate, clipped_objective, group_advantages, kl_to_uniform, token_loss
+from cacovid_lib.method.grpo import (
+    SAMPLE_RATE_SCHEDULES, adapt_sample_rate, clipped_objective, group_advantages, kl_to_uniform, sample_rate_signal, token_loss
+)
+from cacovid_lib.method.health import bernoulli_entropy, bernoulli_kl, clip_fractions, mean_kept_tokens, zero_spread_fraction
 from cacovid_lib.method.policy import CompressionPolicy, PolicyInputs, action_logprobs, save_policy, scores
-from cacovid_lib.method.sampling import MODES, SAMPLERS, sample_rollouts
+from cacovid_lib.method.sampling import FRAME_CLIPPINGS, MODES, SAMPLERS, sample_rollouts
+
+LR_SCHEDULES = ("cosine", "release_cycling")
 
 
 @dataclass
@@ -63,6 +73,23 @@ class PolicyTrainConfig:
     # ablation of the convergence claim (§3): "grouped" rank-band token sampling, or the "independent" Bernoulli
     # baseline (no budget: the adaptive sample rate then only sets the content and frame modes' budget)
     sampler: str = "grouped"
+    # ---- release fidelity (METHOD §2-§4): the first choice is the kit's (params.yaml), "release"/"release_cycling"
+    # the authors' code (params.gpu.yaml) ----
+    # frame-mode clipping (§3 frame mode): "kit" caps each frame at 3/t on the item's softmax and floors it at 1/t²
+    # (the paper's cap); "release" clips the whole (rollouts, t) tensor as the release does: floor 1/G_frame²
+    # (1/64 with G = 32), no cap in effect (at t = 32 the top frame keeps 0.32-0.56 of the mass)
+    frame_clipping: Literal["kit", "release"] = "kit"
+    # adaptive sample rate (§4): "kit" adapts from this iteration's token-mode mean reward and carries each item's
+    # rate across epochs; "release" adapts from the mean over the item's whole token-mode memory and starts every
+    # item batch at `sample_rate` (the release's 0.02)
+    sample_rate_schedule: Literal["kit", "release"] = "kit"
+    # learning-rate schedule (§2): "cosine" is one cosine from lr to 0 over `steps`; "release_cycling" is the
+    # release's: a cosine sized to the item batches (steps / num_iter_for_item) but stepped every iteration, so it
+    # cycles: 0 at 20% of the run (with 5 iterations per item), full at 40%, 0 at 60%, full at 80%
+    lr_schedule: Literal["cosine", "release_cycling"] = "cosine"
+    # new tokens decoded for the generation reward (reward "generation", models/rewards.generation_rewards; not read
+    # by this loop): the release decodes up to 768 near-greedily; 8 keeps CPU runs short but truncates free-form/OCR
+    reward_max_new_tokens: int = 8
 
     def __post_init__(self):
         self.sampling_modes = (self.sampling_modes,) if isinstance(self.sampling_modes, str) else tuple(self.sampling_modes)
@@ -79,6 +106,12 @@ class PolicyTrainConfig:
                                 f"inference uses); valid: {', '.join(MODES)}")
         if self.sampler not in SAMPLERS:
             raise KitInputError(f"sampler: {self.sampler!r} is unknown; valid: {', '.join(SAMPLERS)}")
+        for name, valid in (("frame_clipping", FRAME_CLIPPINGS), ("sample_rate_schedule", SAMPLE_RATE_SCHEDULES),
+                            ("lr_schedule", LR_SCHEDULES)):
+            if getattr(self, name) not in valid:
+                raise KitInputError(f"{name}: {getattr(self, name)!r} is unknown; valid: {', '.join(valid)}")
+        if self.reward_max_new_tokens < 1:
+            raise KitInputError(f"reward_max_new_tokens: {self.reward_max_new_tokens} must be at least 1")
         if self.num_generations < 4:
             raise KitInputError(f"num_generations: {self.num_generations} is too small (need >= 4: 1 content, token, frame)")
         if self.steps % self.num_iter_for_item:
@@ -88,6 +121,25 @@ class PolicyTrainConfig:
         if self.checkpoint_every % self.num_iter_for_item:
             raise KitInputError(f"checkpoint_every: {self.checkpoint_every} must be a multiple of num_iter_for_item "
                                 f"({self.num_iter_for_item}), so that a resumed run starts at an item batch")
+
+
+@torch.no_grad()
+def item_health(token_logits, frame_logits, old_token_logits, old_frame_logits, memory, cfg: PolicyTrainConfig) -> dict:
+    """Health of one item's step (method/health.py), from the same logits as its loss, detached: token-decision
+    ratios clipped low/high, entropies of the token and frame heads, exact KL per decision to π_old."""
+    _, tok_adv, logp_new, logp_old = token_decisions(token_logits, old_token_logits, memory)
+    clip_low, clip_high = clip_fractions(logp_new, logp_old, tok_adv, cfg.eps_low, cfg.eps_high)
+    return {"clip_low": clip_low, "clip_high": clip_high,
+            "entropy_token": bernoulli_entropy(token_logits), "entropy_frame": bernoulli_entropy(frame_logits),
+            "kl_token": bernoulli_kl(token_logits, old_token_logits), "kl_frame": bernoulli_kl(frame_logits, old_frame_logits)}
+
+
+def iteration_health(rewards: torch.Tensor, modes: np.ndarray, masks: torch.Tensor) -> dict:
+    """Health of one iteration's rollouts: rewards (B, G), modes (G,) of every item, masks (B, G, N)."""
+    return {"zero_spread_all": zero_spread_fraction(rewards),
+            "zero_spread_token": zero_spread_fraction(rewards[:, modes == "token"]),
+            "zero_spread_frame": zero_spread_fraction(rewards[:, modes == "frame"]),
+            "kept_tokens": mean_kept_tokens(masks)}
 
 
 # inputs_fn(item_indices) -> PolicyInputs; reward_fn(item_indices, inputs, masks (B, G, N)) -> rewards (B, G)
@@ -114,22 +166,39 @@ def item_batches(num_items: int, cfg: PolicyTrainConfig, process: int, num_proce
     return batches
 
 
+def lr_factor(step: int, steps: int, num_iter_for_item: int, schedule: str = "cosine") -> float:
+    """Multiplier of the learning rate after `step` scheduler steps. "cosine": one half-cosine from 1 to 0 over
+    `steps`, then 0. "release_cycling": the release's cosine, sized to the item batches (steps / num_iter_for_item)
+    but stepped once per iteration, and not stopped at its end, so it keeps cycling between 1 and 0."""
+    if schedule == "release_cycling":
+        period = max(steps // num_iter_for_item, 1)  # the scheduler's length: one step per item batch
+        return 0.5 * (1 + math.cos(math.pi * step / period))
+    return 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+
+
 def make_optimizer(policy: CompressionPolicy, cfg: PolicyTrainConfig):
-    """AdamW with the copied layer at a tenth of the heads' learning rate, cosine schedule to 0."""
+    """AdamW with the copied layer at a tenth of the heads' learning rate, cosine schedule (cfg.lr_schedule)."""
     layer = [p for n, p in policy.named_parameters() if n.startswith("layers.")]
     heads = [p for n, p in policy.named_parameters() if not n.startswith("layers.")]
     opt = torch.optim.AdamW([{"params": heads, "lr": cfg.lr}, {"params": layer, "lr": cfg.lr * cfg.layer_lr_scale}],
                             weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps, cfg.num_iter_for_item, cfg.lr_schedule))
     return opt, sched
 
 
-def item_loss(token_logits, frame_logits, old_token_logits, old_frame_logits, memory, cfg: PolicyTrainConfig):
-    """Loss of one item over its memory. token logits (N, 2), frame logits (t, 2)."""
+def token_decisions(token_logits, old_token_logits, memory):
+    """An item's token-mode memory as decisions: actions (M_tok, N), advantages (M_tok,), log π_θ and log π_old of
+    the actions (M_tok, N). token logits (N, 2)."""
     tok_actions = torch.stack(memory["token_masks"])  # (M_tok, N)
     tok_adv = group_advantages(torch.tensor(memory["token_rewards"]))  # (M_tok,)
     logp_new = action_logprobs(token_logits.expand(len(tok_actions), -1, -1), tok_actions)  # (M_tok, N)
     logp_old = action_logprobs(old_token_logits.expand(len(tok_actions), -1, -1), tok_actions)
+    return tok_actions, tok_adv, logp_new, logp_old
+
+
+def item_loss(token_logits, frame_logits, old_token_logits, old_frame_logits, memory, cfg: PolicyTrainConfig):
+    """Loss of one item over its memory. token logits (N, 2), frame logits (t, 2)."""
+    tok_actions, tok_adv, logp_new, logp_old = token_decisions(token_logits, old_token_logits, memory)
     loss = token_loss(clipped_objective(logp_new, logp_old, tok_adv, cfg.eps_low, cfg.eps_high), tok_actions)
     if memory["frame_actions"]:
         fr_actions = torch.stack(memory["frame_actions"])  # (M_frame, t)
@@ -168,16 +237,20 @@ def train_policy(policy, inputs_fn: InputsFn, reward_fn: RewardFn, num_items: in
             old_tok, old_fr = model(inputs.embeds, inputs.positions, inputs.attention_mask, inputs.video_mask, inputs.grid)
         old_tok, old_fr = old_tok.float().cpu(), old_fr.float().cpu()  # (B, N, 2), (B, t, 2)
         memory = [{"token_masks": [], "token_rewards": [], "frame_actions": [], "frame_rewards": []} for _ in idx]
+        # kit: each item's rate carried over from its last visit; release: every item batch starts at sample_rate
+        rates = [state.sample_rates.get(int(i), cfg.sample_rate) if cfg.sample_rate_schedule == "kit" else cfg.sample_rate
+                 for i in idx]
         for _ in range(cfg.num_iter_for_item):
             # rollouts from π_old for every item, rewarded by the frozen video LLM in batched forwards
-            rates = [state.sample_rates.get(int(i), cfg.sample_rate) for i in idx]
             rolls = [sample_rollouts(scores(old_tok[b]), scores(old_fr[b]), inputs.raw_video[b].cpu(), inputs.grid,
                                      cfg.num_generations, rates[b], cfg.group_size, cfg.max_group_prob, cfg.frame_ratio, gen,
-                                     cfg.sampling_modes, cfg.sampler)
+                                     cfg.sampling_modes, cfg.sampler, cfg.frame_clipping)
                      for b in range(len(idx))]
-            rewards = reward_fn(idx, inputs, torch.stack([r.masks for r in rolls])).float().cpu()  # (B, G)
+            masks = torch.stack([r.masks for r in rolls])  # (B, G, N)
+            rewards = reward_fn(idx, inputs, masks).float().cpu()  # (B, G)
             # every mode keeps its column (CSV, plots); a disabled mode's reward is NaN
             record = {"step": state.step} | {f"reward_{m}": 0.0 if m in cfg.sampling_modes else math.nan for m in MODES}
+            next_rates = list(rates)
             for b, (roll, rew) in enumerate(zip(rolls, rewards)):
                 modes = np.array(roll.mode)
                 tok, fr = modes == "token", modes == "frame"
@@ -187,18 +260,25 @@ def train_policy(policy, inputs_fn: InputsFn, reward_fn: RewardFn, num_items: in
                 memory[b]["frame_rewards"] += rew[fr].tolist()
                 for mode in cfg.sampling_modes:
                     record[f"reward_{mode}"] += float(rew[modes == mode].mean()) / len(idx)
-                state.sample_rates[int(idx[b])] = adapt_sample_rate(rates[b], float(rew[tok].mean()), floor=cfg.min_sample_rate,
-                                                                    cap=cfg.max_sample_rate)
+                signal = sample_rate_signal(rew[tok], torch.tensor(memory[b]["token_rewards"]), cfg.sample_rate_schedule)
+                next_rates[b] = adapt_sample_rate(rates[b], signal, floor=cfg.min_sample_rate, cap=cfg.max_sample_rate)
+                state.sample_rates[int(idx[b])] = next_rates[b]
+            health = iteration_health(rewards, np.array(rolls[0].mode), masks)
             # loss over the whole memory with the current policy, one optimiser step
             new_tok, new_fr = model(inputs.embeds, inputs.positions, inputs.attention_mask, inputs.video_mask, inputs.grid)
             loss = torch.stack([item_loss(new_tok[b].float().cpu(), new_fr[b].float().cpu(), old_tok[b], old_fr[b], memory[b], cfg)
                                 for b in range(len(idx))]).mean()
+            per_item = [item_health(new_tok[b].detach().float().cpu(), new_fr[b].detach().float().cpu(), old_tok[b], old_fr[b],
+                                    memory[b], cfg) for b in range(len(idx))]
+            health |= {key: float(np.mean([h[key] for h in per_item])) for key in per_item[0]}
             opt.zero_grad(set_to_none=True)
             accelerator.backward(loss)
-            accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)  # the norm before clipping
             opt.step()
             sched.step()
-            record.update(loss=loss.item(), sample_rate=float(np.mean(rates)), lr=sched.get_last_lr()[0])
+            record.update(loss=loss.item(), sample_rate=float(np.mean(rates)), lr=sched.get_last_lr()[0],
+                          grad_norm=math.nan if grad_norm is None else float(grad_norm), **health)  # None: DeepSpeed's
+            rates = next_rates
             state.history.append(record)
             state.step += 1
             bar.update(1)

@@ -1,18 +1,27 @@
 """The paper's ablations on the embedded default: short policy trainings that differ from a base recipe in one
-setting each, scored on the validation split (never the test split)."""
+setting each, scored on the validation split (never the test split), and the tables and metrics of stage 09.
+
+    base = base_recipe(policy_train, steps)                  # policy.train with the ablations' step count
+    results, histories = run_ablations(task, base, variants, val, val_embeds, ratios, imp_ratio)
+    tables = ablation_tables(variants, results)              # one table per ablation (+ imp_ratio_ablation)
+"""
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
-import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from cacovid_lib.compare.cacovid import policy_keep_rule
-from cacovid_lib.compare.evaluation import predict
+from cacovid_lib.compare.evaluation import correct
+from cacovid_lib.compare.intervals import bootstrap_interval
 from cacovid_lib.method.policy import CompressionPolicy
 from cacovid_lib.method.train_loop import PolicyTrainConfig, train_policy
 from cacovid_lib.pipeline.policy_training import PolicyTask
+
+HISTORY_COLUMNS = ["run", "step", "reward_token", "reward_frame", "reward_content", "loss"]
 
 
 def ablation_runs(variants: dict[str, dict[str, dict]]) -> dict[str, dict]:
@@ -32,6 +41,11 @@ def run_name(overrides: dict) -> str:
     return ",".join(f"{k}={'+'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in sorted(overrides.items()))
 
 
+def base_recipe(policy_train: PolicyTrainConfig, steps: int) -> PolicyTrainConfig:
+    """The ablations' base recipe: the main policy's (policy.train) with `steps` (ablations.steps) steps."""
+    return replace(policy_train, steps=steps)
+
+
 def train_variant(task: PolicyTask, base: PolicyTrainConfig, overrides: dict) -> tuple[CompressionPolicy, pd.DataFrame]:
     """Train a fresh policy (same seed as the base) with `overrides` applied -> (policy, history)."""
     cfg = replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
@@ -41,7 +55,72 @@ def train_variant(task: PolicyTask, base: PolicyTrainConfig, overrides: dict) ->
 
 
 @torch.no_grad()
-def validation_accuracy(vlm, policy: CompressionPolicy, split, video_embeds, ratios, imp_ratio: float) -> dict[float, float]:
-    """Accuracy of `policy` on a validation split at each retention ratio."""
-    return {r: float(np.mean(predict(vlm, split, policy_keep_rule(vlm, policy, split.items, r, imp_ratio),
-                                     video_embeds=video_embeds)[0] == split.answers)) for r in ratios}
+def validation_scores(vlm, policy: CompressionPolicy, split, video_embeds, ratios, imp_ratio: float, seed: int = 0) -> dict:
+    """`val_accuracy_at_<r>` of `policy` on a validation split at each retention ratio, each followed by its 95%
+    bootstrap interval over the split's questions (`_ci_low`, `_ci_high`; resampling seeded by `seed`)."""
+    out = {}
+    for r in ratios:
+        outcomes = correct(vlm, split, policy_keep_rule(vlm, policy, split.items, r, imp_ratio), video_embeds=video_embeds)
+        low, high = bootstrap_interval(outcomes, seed=seed)
+        name = f"val_accuracy_at_{r:.2f}"
+        out.update({name: round(float(outcomes.mean()), 4), f"{name}_ci_low": round(low, 4), f"{name}_ci_high": round(high, 4)})
+    return out
+
+
+def run_ablations(task: PolicyTask, base: PolicyTrainConfig, variants: dict[str, dict[str, dict]], split, video_embeds,
+                  ratios, imp_ratio: float, seed: int = 0) -> tuple[dict[str, dict], pd.DataFrame]:
+    """Train every distinct run of `variants` once (ablation_runs) and score it on `split` (validation) ->
+    ({run name: validation scores, final_token_reward (mean token-mode reward over the last fifth of training),
+    train_s}, the runs' histories, HISTORY_COLUMNS)."""
+    results, histories = {}, []
+    for name, overrides in tqdm(ablation_runs(variants).items(), desc="ablation runs", mininterval=5):
+        start = time.time()
+        policy, history = train_variant(task, base, overrides)
+        scores = validation_scores(task.vlm, policy, split, video_embeds, ratios, imp_ratio, seed)
+        tail = history["reward_token"].tail(max(1, len(history) // 5)).mean()
+        results[name] = {**scores, "final_token_reward": round(float(tail), 4), "train_s": round(time.time() - start, 1)}
+        histories.append(history.assign(run=name)[HISTORY_COLUMNS])
+        print(name, results[name])
+    return results, pd.concat(histories)
+
+
+def ablation_tables(variants: dict[str, dict[str, dict]], results: dict[str, dict]) -> dict[str, pd.DataFrame]:
+    """One table per ablation: its variants (rows) x the scores of the run each variant names."""
+    return {ablation: pd.DataFrame({variant: results[run_name(o)] for variant, o in variants_of.items()}).T.rename_axis(ablation)
+            for ablation, variants_of in variants.items()}
+
+
+def imp_ratio_ablation(vlm, policy: CompressionPolicy, split, video_embeds, ratios, imp_ratios, seed: int = 0) -> pd.DataFrame:
+    """The inference-time ablation: the main policy with each share of the budget given to its per-frame top-k (the
+    rest an even fill), scored on `split` (validation)."""
+    return pd.DataFrame({imp: validation_scores(vlm, policy, split, video_embeds, ratios, imp, seed)
+                         for imp in imp_ratios}).T.rename_axis("imp_ratio")
+
+
+def ablations_markdown(tables: dict[str, pd.DataFrame], base: PolicyTrainConfig, num_train: int) -> str:
+    """reports/tables/ablations.md: a header saying what the runs are, then one table per ablation."""
+    text = [f"Validation accuracy of short policy runs ({base.steps} steps, G = {base.num_generations} unless varied, "
+            f"{num_train} training questions), with 95% bootstrap intervals over the validation questions; "
+            "`final_token_reward` = mean token-mode reward over the last fifth of training. imp_ratio: the main policy "
+            "at inference."]
+    for ablation, table in tables.items():
+        text += ["", f"### {ablation}", "", table.to_markdown()]
+    return "\n".join(text) + "\n"
+
+
+def ablation_curves_figure(histories: pd.DataFrame, variants: dict[str, dict[str, dict]], window: int = 20):
+    """Token-mode reward per step (`window`-step rolling mean), one panel per ablation, one curve per variant.
+    Returns the matplotlib Figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(variants), figsize=(4 * len(variants), 3.2), squeeze=False)
+    for ax, (ablation, variants_of) in zip(axes[0], variants.items()):
+        for variant, overrides in variants_of.items():
+            run = histories[histories["run"] == run_name(overrides)].set_index("step")["reward_token"]
+            run.rolling(window, min_periods=1).mean().plot(ax=ax, label=str(variant))
+        ax.set_title(ablation)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel(f"token-mode reward ({window}-step mean)")
+    plt.tight_layout()
+    return fig

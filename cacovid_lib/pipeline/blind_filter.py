@@ -33,6 +33,7 @@ from cacovid_lib.compare.evaluation import predict
 from cacovid_lib.compare.keep import keep_none
 from cacovid_lib.io_utils import KitInputError, append_jsonl, read_jsonl_records, run_cli
 from cacovid_lib.models.base import VideoLLM
+from cacovid_lib.models.rewards import KIT_MAX_NEW_TOKENS
 from cacovid_lib.pipeline.policy_training import VideoR1Task
 
 
@@ -42,12 +43,17 @@ def blind_filter(vlm: VideoLLM, split, batch_size: int = 64) -> list[dict]:
     return [item for item, p, a in zip(split.items, preds, split.answers) if p != a]
 
 
+def blind_filter_metrics(num_train: int, num_kept: int) -> dict:
+    """blind_filter.json: the training questions, those kept, and the share dropped (answered without the video)."""
+    return {"num_train": num_train, "num_kept": num_kept, "share_dropped": round(1 - num_kept / num_train, 4)}
+
+
 class BlindVideoR1Task(VideoR1Task):
     """VideoR1Task whose every item shows no video: the rewards of all-false keep masks need no frames, so the
     video embeddings are one black video's (encoded once), whose video tokens the masks drop."""
 
-    def __init__(self, vlm, items: list[dict], reward: str = "generation"):
-        super().__init__(vlm, items, reward)
+    def __init__(self, vlm, items: list[dict], reward: str = "generation", max_new_tokens: int = KIT_MAX_NEW_TOKENS):
+        super().__init__(vlm, items, reward, max_new_tokens)
         black = np.zeros((vlm.num_frames, 64, 64, 3), dtype=np.uint8)  # (t, H, W, 3); preprocess resizes it
         with torch.no_grad():
             self.blank = vlm.encode_video(vlm.preprocess(black)[None])  # (1, N+1, D)
@@ -58,13 +64,13 @@ class BlindVideoR1Task(VideoR1Task):
 
 @torch.no_grad()
 def blind_rewards(vlm, items: list[dict], out_file, reward: str = "generation", batch_size: int = 8,
-                  progress: bool = True) -> np.ndarray:
+                  progress: bool = True, max_new_tokens: int = KIT_MAX_NEW_TOKENS) -> np.ndarray:
     """The reward of each item's answer without the video, (len(items),), computed batch by batch and appended to the
     JSON-lines file `out_file` (resumable: items already there are not recomputed; a file of another model or
-    reward is a one-line error). `vlm.prompt_template` must be set (model_loader.chat_template)."""
+    reward is a one-line error). `vlm.prompt_template` must be set (models.loader.chat_template)."""
     if batch_size < 1:
         raise KitInputError(f"batch_size: {batch_size}, expected at least 1")
-    task = BlindVideoR1Task(vlm, items, reward=reward)
+    task = BlindVideoR1Task(vlm, items, reward=reward, max_new_tokens=max_new_tokens)
     run = {"reward": reward, "model": str(getattr(vlm.model, "name_or_path", ""))}
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +95,8 @@ def blind_rewards(vlm, items: list[dict], out_file, reward: str = "generation", 
 
 def blind_filter_video_r1(model_dir, json_file, media_root, out_file, num_frames: int, reward: str = "generation",
                           correct_at: float = 1.0, batch_size: int = 8, limit: int | None = None, dtype="float32",
-                          attn_implementation: str = "sdpa", frame_size=None, device=None, progress: bool = True) -> dict:
+                          attn_implementation: str = "sdpa", frame_size=None, device=None, progress: bool = True,
+                          max_new_tokens: int = KIT_MAX_NEW_TOKENS) -> dict:
     """Blind-filter the video items of a Video-R1 style JSON for the model in `model_dir`: keep the items whose
     no-video reward is below `correct_at` and write them to `out_file` in the schema they were read in
     (video_r1.write_filtered); the per-item rewards stay in `<out_file>.blind.jsonl`. Returns a summary."""
@@ -107,7 +114,7 @@ def blind_filter_video_r1(model_dir, json_file, media_root, out_file, num_frames
                          frame_size=frame_size)
     vlm.prompt_template = chat_template(vlm)
     out_file = Path(out_file)
-    rewards = blind_rewards(vlm, items, out_file.with_suffix(".blind.jsonl"), reward, batch_size, progress)
+    rewards = blind_rewards(vlm, items, out_file.with_suffix(".blind.jsonl"), reward, batch_size, progress, max_new_tokens)
     kept = write_filtered([it for it, r in zip(items, rewards) if r < correct_at], out_file)
     return {"items": len(items), "kept": kept, "dropped": len(items) - kept, "mean_blind_reward": float(rewards.mean()),
             "reward": reward, "correct_at": correct_at, "out": str(out_file)}
@@ -132,16 +139,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    import yaml
+    from cacovid_lib.pipeline.params import read_params
 
     args = _parser().parse_args(argv)
 
     def body() -> int:
-        params = {}
-        if args.params:
-            if not Path(args.params).is_file():
-                raise KitInputError(f"{args.params}: file not found")
-            params = yaml.safe_load(Path(args.params).read_text()) or {}
+        params = read_params(args.params) if args.params else {}
         block, policy = params.get("blind_filter", {}), params.get("policy", {})
         entry = params.get("models", {}).get(args.model, {"path": args.model})
         json_file = args.video_r1 or block.get("json")
@@ -159,7 +162,8 @@ def main(argv=None) -> int:
             reward=args.reward or policy.get("reward", "generation"),
             correct_at=args.correct_at or block.get("correct_at", 1.0), batch_size=args.batch_size or block.get("batch_size", 8),
             limit=args.limit, dtype=args.dtype or entry.get("dtype", "float32"),
-            attn_implementation=entry.get("attn_implementation", "sdpa"), frame_size=tuple(frame_size) if frame_size else None)
+            attn_implementation=entry.get("attn_implementation", "sdpa"), frame_size=tuple(frame_size) if frame_size else None,
+            max_new_tokens=policy.get("train", {}).get("reward_max_new_tokens", KIT_MAX_NEW_TOKENS))  # the policy's reward
         print(f"kept {summary['kept']} of {summary['items']} video items ({summary['dropped']} answered without the video, "
               f"mean blind reward {summary['mean_blind_reward']:.3f}); written to {summary['out']}")
         return 0

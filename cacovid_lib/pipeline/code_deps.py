@@ -1,6 +1,7 @@
 """Which kit code a stage runs: its notebook's transitive `cacovid_lib` imports, as the deps dvc.yaml must declare.
 
-    python -m cacovid_lib.pipeline.code_deps            # prints each stage's code deps, to paste into dvc.yaml
+    python -m cacovid_lib.pipeline.code_deps            # prints each stage's code deps
+    python -m cacovid_lib.pipeline.code_deps --write    # rewrites them in dvc.yaml (each stage's cacovid_lib/ lines)
 
 A stage depends on exactly the library files it imports, directly or through other kit modules (not on the whole
 package), so that a change in one module reruns only the stages that run it: a new baseline in compare/ does not
@@ -74,13 +75,34 @@ def notebook_source(notebook: Path) -> str:
 
 def stage_code_deps(notebook) -> list[str]:
     """The code deps dvc.yaml must declare for the stage that runs `notebook`."""
-    return dep_paths(transitive_files(notebook_source(ROOT / notebook)) | {PACKAGE / "pipeline" / "stage.py"})
+    runner = "import cacovid_lib.pipeline.stage\n"  # the stage command runs the notebook through the stage runner
+    return dep_paths(transitive_files(notebook_source(ROOT / notebook) + "\n" + runner))
 
 
-def main() -> int:
+def rewrite_dvc_yaml(text: str) -> str:
+    """dvc.yaml's text with every stage's `- cacovid_lib/...` dep lines replaced by its derived code deps (placed
+    right after the stage's notebook dep); comments and everything else stay as they are."""
+    out = []
+    for line in text.splitlines(keepends=True):
+        item = line.strip()
+        if item.startswith("- cacovid_lib/") or item == "- cacovid_lib":
+            continue
+        out.append(line)
+        if item.startswith("- notebooks/") and item.endswith(".ipynb"):
+            indent = line[:len(line) - len(line.lstrip())]
+            out += [f"{indent}- {d}\n" for d in stage_code_deps(item[2:])]
+    return "".join(out)
+
+
+def main(argv=None) -> int:
     import yaml
 
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    argv = sys.argv[1:] if argv is None else argv
+    dvc_file = ROOT / "dvc.yaml"
+    if "--write" in argv:
+        dvc_file.write_text(rewrite_dvc_yaml(dvc_file.read_text()))
+        return 0
+    stages = yaml.safe_load(dvc_file.read_text())["stages"]
     for name, spec in stages.items():
         notebook = next(d for d in spec["deps"] if str(d).endswith(".ipynb"))
         print(f"{name}:\n" + "".join(f"  - {d}\n" for d in stage_code_deps(notebook)))

@@ -26,7 +26,6 @@ import sys
 from dataclasses import replace
 
 import torch
-import yaml
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,6 +64,7 @@ def train_config(params: dict, path: str, video_r1: bool):
     (policy.epochs, default 1), only with --video-r1."""
     from cacovid_lib.io_utils import KitInputError
     from cacovid_lib.method.train_loop import PolicyTrainConfig
+    from cacovid_lib.pipeline.params import parse
 
     if "train" not in params.get("policy", {}):
         raise KitInputError(f"{path}: no policy.train block")
@@ -75,10 +75,7 @@ def train_config(params: dict, path: str, video_r1: bool):
             raise KitInputError(f"{path}: policy.train.steps is needed for --world")
         train.pop("steps", None)
         epochs = float(params["policy"].get("epochs", 1))
-    try:
-        return PolicyTrainConfig(**train), epochs
-    except TypeError as err:  # an unknown key
-        raise KitInputError(f"{path}: policy.train: {err}") from None
+    return parse(PolicyTrainConfig, train, f"{path}: policy.train"), epochs  # a bad key or value: one line naming it
 
 
 def main(argv=None) -> int:
@@ -86,13 +83,13 @@ def main(argv=None) -> int:
     from safetensors.torch import save_file
 
     from cacovid_lib.io_utils import KitInputError, run_cli
+    from cacovid_lib.pipeline.params import read_params
     from cacovid_lib.pipeline.policy_training import train_policy_on_split, train_policy_on_video_r1
 
     args = _parser().parse_args(argv)
 
     def body() -> int:
-        with open(args.params) as f:
-            params = yaml.safe_load(f)
+        params = read_params(args.params)
         video_r1 = params.get("policy", {}).get("video_r1", {})
         if args.world is None:
             args.video_r1 = args.video_r1 or video_r1.get("json")

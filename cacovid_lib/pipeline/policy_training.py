@@ -12,16 +12,18 @@ from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.method.policy import CompressionPolicy, PolicyInputs
 from cacovid_lib.models.base import VideoLLM, encode_videos
 from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
-from cacovid_lib.models.rewards import generation_rewards, multiple_choice_rewards
+from cacovid_lib.models.rewards import KIT_MAX_NEW_TOKENS, generation_rewards, multiple_choice_rewards
 
 
 class PolicyTask:
     """The frozen video LLM on one split, seen by the policy loop."""
 
-    def __init__(self, vlm: VideoLLM, split, video_embeds: torch.Tensor | None = None, reward: str = "multiple_choice"):
+    def __init__(self, vlm: VideoLLM, split, video_embeds: torch.Tensor | None = None, reward: str = "multiple_choice",
+                 max_new_tokens: int = KIT_MAX_NEW_TOKENS):
         if reward not in ("multiple_choice", "generation"):
             raise ValueError(f"reward: {reward!r}, expected 'multiple_choice' or 'generation'")
         self.vlm, self.split, self.reward = vlm, split, reward
+        self.max_new_tokens = max_new_tokens  # the generation reward's answer length (PolicyTrainConfig.reward_max_new_tokens)
         self.items, self.answers = split.items, split.answers
         self.video_embeds = encode_videos(vlm, split.frames) if video_embeds is None else video_embeds  # (V, N+1, D)
         self.prompts = [vlm.prompt(item) for item in split.items]
@@ -36,7 +38,7 @@ class PolicyTask:
         """masks (B, G, N) -> rewards (B, G) from the frozen LLM, batched over every mask of every item."""
         items = [self.items[i] for i in idx]
         if self.reward == "generation":
-            return generation_rewards(self.vlm, items, self.item_video_embeds(idx), masks)
+            return generation_rewards(self.vlm, items, self.item_video_embeds(idx), masks, self.max_new_tokens)
         return multiple_choice_rewards(self.vlm, items, self.answers[np.asarray(idx)], self.item_video_embeds(idx), masks)
 
 
@@ -52,8 +54,8 @@ class VideoR1Task(PolicyTask):
     video_r1.policy_question(item). The policy trains in float32 (see _train_and_save), so its inputs are
     handed over in float32 whatever the LLM's dtype; under accelerate's bf16 mixed precision it computes in bf16."""
 
-    def __init__(self, vlm, items: list[dict], reward: str = "generation"):
-        from cacovid_lib.data.benchmarks import LETTERS
+    def __init__(self, vlm, items: list[dict], reward: str = "generation", max_new_tokens: int = KIT_MAX_NEW_TOKENS):
+        from cacovid_lib.data.benchmarks import LETTERS as OPTION_LETTERS  # A..Z: a Video-R1 item may have many options
         from cacovid_lib.data.schema import answer_letter
         from cacovid_lib.data.video_r1 import policy_question
 
@@ -61,16 +63,16 @@ class VideoR1Task(PolicyTask):
             raise ValueError(f"reward: {reward!r}, expected 'multiple_choice' or 'generation'")
         def scorable(it):  # option-text scoring needs options and a one-letter answer among them
             letter = answer_letter(it)
-            return it["problem_type"] == "multiple choice" and len(letter) == 1 and letter in LETTERS[:len(it.get("options") or [])]
+            return it["problem_type"] == "multiple choice" and len(letter) == 1 and letter in OPTION_LETTERS[:len(it.get("options") or [])]
 
         if reward == "multiple_choice":
             bad = [it for it in items if not scorable(it)]
             if bad:
                 raise KitInputError(f"item {bad[0].get('problem_id', '?')}: reward multiple_choice needs multiple-choice items "
                                     "with options and a letter answer; use reward generation")
-        self.vlm, self.reward = vlm, reward
+        self.vlm, self.reward, self.max_new_tokens = vlm, reward, max_new_tokens
         self.items = [dict(item, problem=policy_question(item)) for item in items]
-        self.answers = np.array([LETTERS.index(answer_letter(it)) if scorable(it) else -1 for it in items])  # -1: no option
+        self.answers = np.array([OPTION_LETTERS.index(answer_letter(it)) if scorable(it) else -1 for it in items])  # -1: no option
         self.prompts = [vlm.prompt(item) for item in self.items]
         self._batch: tuple[tuple[int, ...], torch.Tensor] | None = None  # (item indices, their video embeds (B, N+1, D))
 
@@ -95,7 +97,7 @@ class VideoR1Task(PolicyTask):
 def train_policy_on_split(model_dir, world_dir, num_frames: int, cfg, out_dir, items_file=None, reward: str = "multiple_choice",
                           accelerator=None, resume: bool = False, progress: bool = True):
     """Load the frozen video LLM, train a fresh policy on the (blind-filtered) train split, save it to `out_dir`.
-    The notebook stage and `accelerate launch -m cacovid_lib.launch_policy_training` both call this.
+    The notebook stage and `accelerate launch -m cacovid_lib.pipeline.launch_policy_training` both call this.
     With `resume`, training continues from the last checkpoint in `out_dir`. Returns (policy, TrainerState)."""
     from accelerate import Accelerator
 
@@ -106,12 +108,12 @@ def train_policy_on_split(model_dir, world_dir, num_frames: int, cfg, out_dir, i
     for p in vlm.model.parameters():
         p.requires_grad_(False)
     split = load_split(world_dir, "train", num_frames, items_file=items_file)
-    task = PolicyTask(vlm, split, reward=reward)
+    task = PolicyTask(vlm, split, reward=reward, max_new_tokens=cfg.reward_max_new_tokens)
     return _train_and_save(vlm, task, len(split), model_dir, cfg, out_dir, accelerator, resume, progress)
 
 
 def epoch_steps(num_items: int, cfg, num_processes: int, epochs: float = 1.0) -> int:
-    """Optimiser steps of `epochs` passes over `num_items` (train_policy.item_batches' batches x num_iter_for_item)."""
+    """Optimiser steps of `epochs` passes over `num_items` (method.train_loop.item_batches' batches x num_iter_for_item)."""
     batches = num_items // (cfg.items_per_step * num_processes)
     if batches == 0:
         raise KitInputError(f"items: {num_items} items are fewer than one batch ({cfg.items_per_step} per step x "
@@ -123,7 +125,7 @@ def train_policy_on_video_r1(model_dir, json_file, media_root, num_frames: int, 
                              epochs: float | None = None, limit: int | None = None, dtype="float32",
                              attn_implementation: str = "sdpa", frame_size=None, accelerator=None, resume: bool = False,
                              progress: bool = True):
-    """Train a fresh policy for a real video LLM (LLaVA-OneVision or Qwen2.5-VL, model_loader.load_video_llm) on
+    """Train a fresh policy for a real video LLM (LLaVA-OneVision or Qwen2.5-VL, models.loader.load_video_llm) on
     the video items of a Video-R1 style JSON (as the release: videos only; with reward "multiple_choice" only its
     multiple-choice items), streaming the videos (VideoR1Task), and save it to `out_dir`.
     `epochs`: set the step count to that many passes over the items (the release trains one epoch); None keeps
@@ -146,7 +148,7 @@ def train_policy_on_video_r1(model_dir, json_file, media_root, num_frames: int, 
         cfg = replace(cfg, steps=epoch_steps(len(items), cfg, accelerator.num_processes, epochs))
     for p in vlm.model.parameters():
         p.requires_grad_(False)
-    task = VideoR1Task(vlm, items, reward=reward)
+    task = VideoR1Task(vlm, items, reward=reward, max_new_tokens=cfg.reward_max_new_tokens)
     return _train_and_save(vlm, task, len(items), model_dir, cfg, out_dir, accelerator, resume, progress)
 
 

@@ -4,7 +4,8 @@
 
 looks the stage up in dvc.yaml, executes its notebook (its first `.ipynb` dep) with the params the
 stage declares (`vlm` passes the whole block as a dict parameter `vlm`; `world.num_frames` passes
-`world = {"num_frames": ...}`) and writes the executed copy to reports/notebooks/.
+`world = {"num_frames": ...}`) and the pipeline's paths (paths.stage_paths: a notebook run by hand writes to
+scratch/ instead), and writes the executed copy to reports/notebooks/.
 A `KitInputError` raised inside the notebook is reported as its one-line message, not a traceback.
 """
 from __future__ import annotations
@@ -13,21 +14,14 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 from cacovid_lib.io_utils import KitInputError, atomic_path
-
-
-def _read_yaml(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise KitInputError(f"{path}: file not found")
-    return yaml.safe_load(path.read_text()) or {}
+from cacovid_lib.pipeline.params import read_params
+from cacovid_lib.pipeline.paths import stage_paths
 
 
 def load_params(path, names: list[str]) -> dict:
     """Notebook parameters for the declared param names (`block` or dotted `block.key.subkey`)."""
-    params = _read_yaml(path)
+    params = read_params(path)
     out: dict = {}
     for name in names:
         keys = name.split(".")
@@ -45,7 +39,7 @@ def load_params(path, names: list[str]) -> dict:
 
 def stage_spec(dvc_file, stage: str) -> tuple[str, list[str]]:
     """(notebook, declared param names) of a dvc.yaml stage."""
-    stages = _read_yaml(dvc_file).get("stages", {})
+    stages = read_params(dvc_file).get("stages", {})
     if stage not in stages:
         raise KitInputError(f"{dvc_file}: no stage named {stage} (has: {', '.join(stages)})")
     spec = stages[stage]
@@ -53,6 +47,16 @@ def stage_spec(dvc_file, stage: str) -> tuple[str, list[str]]:
     if not notebooks:
         raise KitInputError(f"{dvc_file}: stage {stage} has no notebook among its deps")
     return notebooks[0], [p for p in spec.get("params", []) if isinstance(p, str)]
+
+
+def stage_parameters(dvc_file, stage: str, params_file, root=".") -> tuple[str, dict]:
+    """(notebook, its papermill parameters) of a dvc.yaml stage: the params it declares, read from `params_file`,
+    and its path parameters below `root`."""
+    notebook, names = stage_spec(dvc_file, stage)
+    notebook = str(Path(dvc_file).parent / notebook)  # dvc.yaml's deps are relative to its folder
+    if not Path(notebook).is_file():
+        raise KitInputError(f"{notebook}: notebook not found")
+    return notebook, {**load_params(params_file, names), **stage_paths(notebook, root)}
 
 
 def run_notebook(notebook, parameters: dict, executed_dir="reports/notebooks", cwd=".") -> Path:
@@ -83,8 +87,8 @@ def main(argv=None) -> int:
     parser.add_argument("--executed-dir", default="reports/notebooks")
     args = parser.parse_args(argv)
     try:
-        notebook, names = stage_spec(args.dvc_file, args.stage)
-        run_notebook(notebook, load_params(args.params, names), args.executed_dir)
+        notebook, parameters = stage_parameters(args.dvc_file, args.stage, args.params)
+        run_notebook(notebook, parameters, args.executed_dir)
     except KitInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

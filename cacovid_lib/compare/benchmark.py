@@ -1,0 +1,173 @@
+"""The benchmark: every registered method x retention ratio scored on one split, the main table with bootstrap
+intervals (and CaCoVID's spread over training seeds), and the efficiency table (selection, prefill, peak memory).
+
+    ctx = split_context(vlm, test)
+    runs = sweep(ctx, test, test_embeds, ratios, settings, policies={"seed_0": p0, "seed_1": p1})
+    table = main_table(test, runs)                       # one row per method x ratio (+ one per CaCoVID seed)
+    costs = efficiency_table(ctx, test_embeds[test.video_of_item[:1]], 0.1, settings, policies, repeats=20)
+
+The methods come from `registry.compressing_methods()`, so a method added there appears here, in the notebook,
+in the GPU evaluation CLI and in the scripts under the same display name.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from cacovid_lib.compare import registry
+from cacovid_lib.compare.efficiency import median_ms, peak_memory_mb, prefill
+from cacovid_lib.compare.evaluation import correct
+from cacovid_lib.compare.intervals import bootstrap_interval
+from cacovid_lib.compare.keep import keep_all
+from cacovid_lib.compare.registry import MethodContext, MethodSettings
+from cacovid_lib.io_utils import KitInputError
+
+UPPER = "All tokens"
+CACOVID = "CaCoVID"
+
+
+@dataclass
+class Run:
+    """One scored (method, retention) pair: whether each question of the split was answered correctly."""
+
+    method: str  # registry display name
+    key: str  # registry key (metrics names)
+    retention: float
+    outcomes: np.ndarray  # (num_items,) bool
+    seed: str | None = None  # the policy this CaCoVID run used (its folder's name); None for every other method
+
+
+def split_context(vlm, split, policy=None) -> MethodContext:
+    """The registry's context for a split: its items, and its videos' pixels for the methods that re-run the
+    vision tower (VisionZip, and the saliency of FastVID, FlashVID and HoliTom)."""
+    def pixels_of(idx):
+        return torch.stack([vlm.preprocess(split.frames[v]) for v in split.video_of_item[idx]])  # (B, t, 3, S, S)
+
+    return MethodContext(vlm, split.items, pixels_of=pixels_of, policy=policy)
+
+
+def sweep(ctx: MethodContext, split, video_embeds: torch.Tensor, ratios: list[float], settings: MethodSettings,
+          policies: dict[str, torch.nn.Module] | None = None) -> list[Run]:
+    """All tokens once, then every compressing method of the registry at every ratio, on `split` (its videos
+    encoded once: video_embeds (V, N+1, D)). CaCoVID runs once per policy in `policies` (name -> trained policy;
+    none: CaCoVID is left out). The ratio-independent scores (attention) are computed once per batch and shared."""
+    ctx = replace(ctx, shared=registry.shared_scores(ctx, settings))
+    runs = [Run(UPPER, "all", 1.0, correct(ctx.vlm, split, keep_all, "all tokens", video_embeds))]
+    for m in registry.compressing_methods(trained=bool(policies)):
+        for seed, policy in (policies.items() if m.trained else [(None, None)]):
+            method_ctx = ctx if policy is None else replace(ctx, policy=policy)
+            for r in ratios:
+                rule = registry.build(m.key, method_ctx, r, settings)
+                runs.append(Run(m.name, m.key, r, correct(ctx.vlm, split, rule, f"{m.name} {r}", video_embeds),
+                                None if len(policies or {}) < 2 else seed))
+    return runs
+
+
+def _accuracy_row(split, outcomes: np.ndarray, types: list[str]) -> dict[str, float]:
+    """Accuracy per question type and overall ('average') of per-question outcomes (n,) (0/1, or seed shares)."""
+    frame = pd.DataFrame({"question_type": [it.get("question_type", "all") for it in split.items], "correct": outcomes})
+    by_type = frame.groupby("question_type")["correct"].mean()
+    return {**{t: float(by_type[t]) for t in types}, "average": float(frame["correct"].mean())}
+
+
+def main_table(split, runs: list[Run], level: float = 0.95, resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """One row per method x retention (and per CaCoVID seed when there are several): accuracy per question type,
+    the average with its bootstrap interval over the split's questions (`level`, `resamples`, `seed`), and the
+    average as a share of the all-token average. With several seeds, CaCoVID's row is the mean over seeds (its
+    interval from the per-question share of seeds that answered correctly) with the seeds' standard deviation
+    (`sd`), and each seed has its own row (`seed`). Sorted by retention, then average, best first."""
+    types = sorted({it.get("question_type", "all") for it in split.items})
+    by_seed = [r for r in runs if r.seed is not None]
+    groups: dict[tuple[str, float], list[Run]] = {}
+    for run in runs:
+        groups.setdefault((run.method, run.retention), []).append(run)
+    rows = []
+    for (method, retention), members in groups.items():
+        outcomes = np.mean([m.outcomes for m in members], axis=0)  # (n,) one run: its 0/1 outcomes
+        low, high = bootstrap_interval(outcomes, level, resamples, seed)
+        row = {"retention": retention, "method": method, **_accuracy_row(split, outcomes, types), "ci_low": low, "ci_high": high}
+        if by_seed:
+            averages = [float(np.mean(m.outcomes)) for m in members]
+            row.update(seed="mean" if members[0].seed is not None else "", sd=float(np.std(averages, ddof=1)) if len(members) > 1 else np.nan)
+        rows.append(row)
+        if by_seed and members[0].seed is not None:
+            for m in members:
+                low, high = bootstrap_interval(m.outcomes, level, resamples, seed)
+                rows.append({"retention": retention, "method": method, **_accuracy_row(split, m.outcomes, types),
+                             "ci_low": low, "ci_high": high, "seed": m.seed, "sd": np.nan})
+    table = pd.DataFrame(rows)
+    upper = table.loc[table["method"] == UPPER, "average"]
+    if len(upper) != 1:
+        raise KitInputError(f"main table: expected one '{UPPER}' run, got {len(upper)}")
+    table["share_of_upper_bound"] = table["average"] / float(upper.iloc[0])
+    columns = ["retention", "method", *types, "average", "ci_low", "ci_high", "share_of_upper_bound"]
+    table = table[columns + (["seed", "sd"] if by_seed else [])]
+    return table.sort_values(["retention", "average"], ascending=[False, False], kind="stable").reset_index(drop=True)
+
+
+def summary_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The main table without the per-seed rows (what the markdown table and the metrics show)."""
+    return table if "seed" not in table else table[table["seed"].isin(["", "mean"])].reset_index(drop=True)
+
+
+def main_markdown(table: pd.DataFrame) -> str:
+    """The main table in percent: each average as `mean [ci_low, ci_high]`, with `± sd` over seeds where there is one."""
+    shown = summary_rows(table)
+    types = list(shown.columns[2:shown.columns.get_loc("average")])
+    pct = lambda v: f"{100 * v:.1f}"  # noqa: E731
+    average = [f"{pct(a)} [{pct(lo)}, {pct(hi)}]" + (f" ± {pct(sd)}" if "sd" in shown and pd.notna(sd) else "")
+               for a, lo, hi, sd in zip(shown["average"], shown["ci_low"], shown["ci_high"],
+                                        shown["sd"] if "sd" in shown else [np.nan] * len(shown))]
+    out = pd.DataFrame({"retention": shown["retention"], "method": shown["method"],
+                        **{t: (shown[t] * 100).round(1) for t in types}, "average [95% CI]": average,
+                        "share_of_upper_bound": (shown["share_of_upper_bound"] * 100).round(1)})
+    seeds = "" if "sd" not in table else " CaCoVID: mean over training seeds ± their standard deviation (each seed's row in main.csv)."
+    return ("Test accuracy (%) by question type; the average with its 95% bootstrap interval over the test questions; "
+            f"`share_of_upper_bound` = average / all-token average (%).{seeds}\n\n" + out.to_markdown(index=False) + "\n")
+
+
+def retention_curve(table: pd.DataFrame) -> pd.DataFrame:
+    """Average accuracy, retention (rows, ascending) x method (columns), without the all-token row: the plot data."""
+    shown = summary_rows(table)
+    return shown[shown["method"] != UPPER].pivot(index="retention", columns="method", values="average")
+
+
+@torch.no_grad()
+def efficiency_table(ctx: MethodContext, video_embeds: torch.Tensor, retention: float, settings: MethodSettings,
+                     policy=None, repeats: int = 20) -> pd.DataFrame:
+    """The cost of each method for one item (`ctx.items[0]`, its video's embeddings video_embeds (1, N+1, D)) at
+    `retention`: median selection time (each call computes its own scores: nothing shared), median prefill time with
+    the kept tokens (efficiency.prefill, as generation does it), and peak memory of selection + prefill; then the
+    total and the selection's share of the all-token prefill. CaCoVID uses `policy` (left out without one)."""
+    idx = np.array([0])
+    prompt = ctx.vlm.prompt(ctx.items[0])
+    ctx = replace(ctx, policy=policy, shared={})
+
+    def run_prefill(selection):
+        return prefill(ctx.vlm, prompt, video_embeds[0], selection)
+
+    full_ms = median_ms(lambda: run_prefill(keep_all(idx, video_embeds)), repeats)
+    rows = [{"method": UPPER, "selection_ms": 0.0, "prefill_ms": full_ms,
+             "peak_memory_mb": peak_memory_mb(lambda: run_prefill(keep_all(idx, video_embeds)), ctx.vlm.device)}]
+    for m in registry.compressing_methods(trained=policy is not None):
+        rule = registry.build(m.key, ctx, retention, settings)
+        selection = rule(idx, video_embeds)
+        rows.append({"method": m.name, "selection_ms": median_ms(lambda: rule(idx, video_embeds), repeats),
+                     "prefill_ms": median_ms(lambda: run_prefill(selection), repeats),
+                     "peak_memory_mb": peak_memory_mb(lambda: run_prefill(rule(idx, video_embeds)), ctx.vlm.device)})
+    table = pd.DataFrame(rows)
+    table["total_ms"] = table["selection_ms"] + table["prefill_ms"]
+    table["selection_share_of_full_prefill"] = table["selection_ms"] / full_ms
+    return table.round(3)
+
+
+def efficiency_markdown(table: pd.DataFrame, flops: pd.DataFrame, retention: float, device, repeats: int,
+                        frames: int, tokens_per_frame: int, text_tokens: int) -> str:
+    """reports/tables/efficiency.md: the measured table for one video, then the analytic FLOPs table."""
+    return (f"One test video at retention {retention}, this machine ({device}), medians of {repeats} runs.\n\n"
+            + table.to_markdown(index=False)
+            + f"\n\nAnalytic prefill FLOPs, LLaVA-OneVision-7B, {frames} frames x {tokens_per_frame} tokens + "
+            f"{text_tokens} text tokens:\n\n" + flops.to_markdown(index=False) + "\n")

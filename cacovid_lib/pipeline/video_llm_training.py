@@ -1,0 +1,29 @@
+"""The small video LLM's training as one library call (02-train-video-llm): a fresh model trained on the world's
+train split and saved with save_pretrained. (Its evaluation is video_llm_evaluation.py, so that this stage runs no
+comparison code.)"""
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+
+from cacovid_lib.embedded.small_vlm import (SmallVLMConfig, VLMTrainConfig, build_small_vlm, config_dict,
+                                            save_model_folder, train_small_vlm)
+from cacovid_lib.embedded.split import load_split
+from cacovid_lib.embedded.tokenizer import build_tokenizer
+from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
+
+
+def train_video_llm(world_dir, num_frames: int, model_cfg: SmallVLMConfig, train_cfg: VLMTrainConfig,
+                    model_dir) -> pd.DataFrame:
+    """Build a fresh small video LLM (seeded by train_cfg.seed), train it on the world's train split and save it to
+    `model_dir` (save_pretrained, with the resolved configs). Returns the loss history, one row per step."""
+    train = load_split(world_dir, "train", num_frames)
+    tokenizer = build_tokenizer()
+    model = build_small_vlm(tokenizer, model_cfg, seed=train_cfg.seed)
+    print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {len(train)} training questions")
+    start = time.time()
+    history = pd.DataFrame(train_small_vlm(LlavaOneVisionVideoLLM(model, tokenizer, num_frames), train, train_cfg))
+    print(f"trained {train_cfg.steps} steps in {time.time() - start:.0f} s")
+    save_model_folder(model, tokenizer, model_dir, {**config_dict(model_cfg, train_cfg), "num_frames": num_frames})
+    return history

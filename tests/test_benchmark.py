@@ -1,0 +1,139 @@
+"""The benchmark library: every keep rule returns a Selection; the sweep scores every registered method at every
+ratio (CaCoVID once per policy seed); the main table's averages, intervals, seed rows and order; the efficiency
+table; the validation choice of imp_ratio; and finding the policies of several training seeds."""
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cacovid_lib.compare import registry
+from cacovid_lib.compare.benchmark import Run, efficiency_table, main_table, retention_curve, split_context, summary_rows, sweep
+from cacovid_lib.compare.cacovid import (choose_imp_ratio, imp_ratio_table, policy_folders, policy_keep_rule,
+                                         retention_table)
+from cacovid_lib.compare.evaluation import correct
+from cacovid_lib.compare.keep import Selection, keep_all, keep_none, random_keep_rule
+from cacovid_lib.compare.registry import MethodSettings
+from cacovid_lib.embedded.split import load_split
+from cacovid_lib.io_utils import KitInputError
+from cacovid_lib.method.policy import CompressionPolicy
+from cacovid_lib.models.base import encode_videos
+
+
+@pytest.fixture(scope="module")
+def test_split(tiny_world):
+    return load_split(tiny_world, "test", 8)
+
+
+@pytest.fixture(scope="module")
+def embeds(tiny_vlm, test_split):
+    return encode_videos(tiny_vlm, test_split.frames)  # (V, N+1, D)
+
+
+@pytest.fixture(scope="module")
+def policies(tiny_vlm):
+    llm = tiny_vlm.model.model.language_model
+    return {f"seed_{s}": CompressionPolicy.from_llm(llm, seed=s).eval() for s in (0, 1)}
+
+
+def test_every_simple_rule_and_the_policy_return_a_selection(tiny_vlm, test_split, embeds, policies):
+    idx = np.arange(3)
+    batch = embeds[test_split.video_of_item[idx]]
+    n = tiny_vlm.num_video_tokens
+    rules = {"all": (keep_all, n), "none": (keep_none, 0), "random": (random_keep_rule(0.25), int(0.25 * n)),
+             "policy": (policy_keep_rule(tiny_vlm, policies["seed_0"], test_split.items, 0.25), int(0.25 * n))}
+    for name, (rule, kept) in rules.items():
+        sel = rule(idx, batch)
+        assert isinstance(sel, Selection) and sel.keeps.shape == (3, n) and (sel.keeps.sum(1) == kept).all(), name
+
+
+@pytest.mark.slow
+def test_sweep_scores_every_registered_method_and_each_policy_seed(tiny_vlm, test_split, embeds, policies):
+    settings = MethodSettings(fastv_layer=0)
+    runs = sweep(split_context(tiny_vlm, test_split), test_split, embeds, [0.1], settings, policies)
+    names = [m.name for m in registry.compressing_methods()]
+    assert [r.method for r in runs] == ["All tokens"] + [m for m in names for _ in range(2 if m == "CaCoVID" else 1)]
+    assert {r.seed for r in runs if r.method == "CaCoVID"} == {"seed_0", "seed_1"}
+    assert all(r.seed is None for r in runs if r.method != "CaCoVID")
+    assert all(r.outcomes.shape == (len(test_split),) and r.outcomes.dtype == bool for r in runs)
+    # the sweep's shared scores give what each rule computes on its own
+    shared = next(r for r in runs if r.method == "FastV (input)")
+    alone = registry.build("fastv_input", split_context(tiny_vlm, test_split), 0.1, settings)
+    assert np.array_equal(shared.outcomes, correct(tiny_vlm, test_split, alone, video_embeds=embeds))
+    table = main_table(test_split, runs)
+    ours = table[(table["method"] == "CaCoVID") & (table["retention"] == 0.1)].set_index("seed")
+    assert ours.loc["mean", "average"] == pytest.approx(ours.loc[["seed_0", "seed_1"], "average"].mean())
+    assert ours.loc["mean", "sd"] == pytest.approx(ours.loc[["seed_0", "seed_1"], "average"].std())
+    assert [m.name for m in registry.compressing_methods(trained=False)] == [n for n in names if n != "CaCoVID"]  # no policy
+
+
+def fake_split(types):
+    return SimpleNamespace(items=[{"question_type": t} for t in types])
+
+
+def test_main_table_averages_intervals_share_and_order():
+    split = fake_split(["a", "a", "b", "b"])
+    runs = [Run("All tokens", "all", 1.0, np.array([1, 1, 1, 0], bool)),
+            Run("Random", "random", 0.1, np.array([0, 1, 0, 0], bool)),
+            Run("DivPrune", "divprune", 0.1, np.array([1, 1, 0, 1], bool))]
+    table = main_table(split, runs, resamples=200)
+    assert list(table["method"]) == ["All tokens", "DivPrune", "Random"]  # by retention, then average, best first
+    assert list(table.columns) == ["retention", "method", "a", "b", "average", "ci_low", "ci_high", "share_of_upper_bound"]
+    div = table.iloc[1]
+    assert (div["a"], div["b"], div["average"]) == (1.0, 0.5, 0.75)
+    assert div["share_of_upper_bound"] == pytest.approx(1.0)
+    assert (table["ci_low"] <= table["average"]).all() and (table["average"] <= table["ci_high"]).all()
+    assert list(retention_curve(table).columns) == ["DivPrune", "Random"]
+    with pytest.raises(KitInputError, match="one 'All tokens' run"):
+        main_table(split, runs[1:])
+
+
+def test_main_table_with_seeds_has_a_mean_row_with_sd_and_one_row_per_seed():
+    split = fake_split(["a"] * 4)
+    runs = [Run("All tokens", "all", 1.0, np.ones(4, bool)),
+            Run("CaCoVID", "cacovid", 0.1, np.array([1, 1, 0, 0], bool), "seed_0"),
+            Run("CaCoVID", "cacovid", 0.1, np.array([1, 1, 1, 1], bool), "seed_1")]
+    table = main_table(split, runs, resamples=200)
+    ours = table[table["method"] == "CaCoVID"].set_index("seed")
+    assert list(ours.index) == ["seed_1", "mean", "seed_0"]  # sorted by average
+    assert ours.loc["mean", "average"] == 0.75 and ours.loc["mean", "sd"] == pytest.approx(np.std([0.5, 1.0], ddof=1))
+    assert list(summary_rows(table)["seed"]) == ["", "mean"]
+
+
+@pytest.mark.slow
+def test_efficiency_table_times_every_method_for_one_video(tiny_vlm, test_split, embeds, policies):
+    table = efficiency_table(split_context(tiny_vlm, test_split), embeds[test_split.video_of_item[:1]], 0.1,
+                             MethodSettings(fastv_layer=0), policies["seed_0"], repeats=1)
+    assert list(table["method"]) == ["All tokens"] + [m.name for m in registry.compressing_methods()]
+    assert (table["prefill_ms"] > 0).all() and (table["selection_ms"].iloc[1:] > 0).all()
+    assert table["total_ms"].tolist() == pytest.approx((table["selection_ms"] + table["prefill_ms"]).tolist(), abs=2e-3)
+
+
+def test_imp_ratio_is_chosen_on_the_mean_over_ratios_and_the_first_of_equals():
+    table = pd.DataFrame({0.5: [0.5, 0.75], 0.75: [0.75, 0.5], 1.0: [0.25, 0.5]}, index=[0.1, 0.05])
+    assert choose_imp_ratio(table) == 0.5  # 0.625, 0.625, 0.375: the first listed of equals
+    table[1.0] = [1.0, 0.5]
+    assert choose_imp_ratio(table) == 1.0
+
+
+@pytest.mark.slow
+def test_retention_and_imp_ratio_tables_average_over_policy_seeds(tiny_vlm, test_split, embeds, policies):
+    table, full = retention_table(tiny_vlm, policies, test_split, embeds, [0.25], 0.5, seed=0)
+    row = table.loc[0.25]
+    assert row["cacovid"] == pytest.approx((row["cacovid_seed_0"] + row["cacovid_seed_1"]) / 2)
+    assert row["cacovid_ci_low"] <= row["cacovid"] <= row["cacovid_ci_high"] and full["ci_low"] <= full["accuracy"]
+    single, _ = retention_table(tiny_vlm, {"policy": policies["seed_0"]}, test_split, embeds, [0.25], 0.5, seed=0)
+    assert "cacovid_sd" not in single and single.loc[0.25, "cacovid"] == row["cacovid_seed_0"]
+    val = imp_ratio_table(tiny_vlm, {"policy": policies["seed_0"]}, test_split, embeds, [0.25], [0.5])
+    assert val.loc[0.25, 0.5] == single.loc[0.25, "cacovid"]
+
+
+def test_policy_folders_are_the_seed_subfolders_in_seed_order_or_the_folder(tmp_path):
+    for s in (10, 2):
+        (tmp_path / "multi" / f"seed_{s}").mkdir(parents=True)
+    (tmp_path / "multi" / "seed_x").mkdir()
+    assert list(policy_folders(tmp_path / "multi")) == ["seed_2", "seed_10"]
+    (tmp_path / "single").mkdir()
+    assert policy_folders(tmp_path / "single") == {"single": tmp_path / "single"}
+    with pytest.raises(KitInputError, match="policy folder not found"):
+        policy_folders(tmp_path / "missing")
