@@ -29,10 +29,9 @@ figures_dir = "scratch/reports/figures"     # written
 # %%
 from cacovid_lib.embedded.small_vlm import SmallVLMConfig, VLMTrainConfig
 from cacovid_lib.io_utils import save_csv, save_figure
-from cacovid_lib.pipeline.figures import vlm_training_figure
 from cacovid_lib.pipeline.params import VLMParams, WorldParams, parse
 from cacovid_lib.pipeline.paths import at_project_root, input_path
-from cacovid_lib.pipeline.video_llm_training import train_video_llm
+from cacovid_lib.pipeline.video_llm_training import train_video_llm, vlm_training_figure
 
 at_project_root()  # paths are relative to the project root, also where JupyterLab starts the kernel (notebooks/)
 num_frames = parse(WorldParams, world, "world").num_frames

@@ -35,10 +35,9 @@ import pandas as pd
 
 from cacovid_lib.io_utils import save_csv, save_figure
 from cacovid_lib.method.train_loop import PolicyTrainConfig
-from cacovid_lib.pipeline.figures import policy_training_figure
 from cacovid_lib.pipeline.params import PolicyParams, WorldParams, parse
 from cacovid_lib.pipeline.paths import at_project_root, input_path
-from cacovid_lib.pipeline.policy_training import train_policy_on_split
+from cacovid_lib.pipeline.policy_training import policy_training_figure, train_policy_on_split
 
 at_project_root()  # paths are relative to the project root, also where JupyterLab starts the kernel (notebooks/)
 num_frames = parse(WorldParams, world, "world").num_frames

@@ -85,7 +85,7 @@ def test_policy_training_figure_draws_rewards_and_health_from_a_small_history():
     matplotlib.use("Agg")
     import pandas as pd
 
-    from cacovid_lib.pipeline.figures import policy_training_figure
+    from cacovid_lib.pipeline.policy_training import policy_training_figure
 
     steps = np.arange(30)
     history = pd.DataFrame({"step": steps, "reward_token": steps / 30, "reward_frame": 0.5, "reward_content": np.nan,

@@ -3,9 +3,11 @@ cached video tokens (PolicyTask) or Video-R1 items streamed batch by batch (Vide
 and `reward_fn`, and the trained policy as a keep rule for evaluation."""
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import torch
 
 from cacovid_lib.io_utils import KitInputError
@@ -180,3 +182,46 @@ def _train_and_save(vlm, task, num_items: int, model_dir, cfg, out_dir, accelera
         Path(out_dir, "trainer_state.pt").unlink(missing_ok=True)
     accelerator.wait_for_everyone()
     return policy, state
+
+
+# panels of the policy training figure: (title, y label, history columns); a panel whose columns are all absent
+# (a history from before the health columns) is left out
+POLICY_TRAINING_PANELS = [
+    ("reward per mode", "answer accuracy", ["reward_token", "reward_frame", "reward_content"]),
+    ("policy loss", "loss", ["loss"]),
+    ("groups with zero reward spread", "fraction of items", ["zero_spread_all", "zero_spread_token", "zero_spread_frame"]),
+    ("token ratios clipped", "fraction of decisions", ["clip_low", "clip_high"]),
+    ("policy entropy (log 2 = undecided)", "nats per decision", ["entropy_token", "entropy_frame"]),
+    ("KL to the iteration-0 policy", "nats per decision", ["kl_token", "kl_frame"]),
+    ("gradient norm before clipping", "norm", ["grad_norm"]),
+    ("kept tokens per rollout", "tokens", ["kept_tokens"]),
+    ("sample rate and learning rate", "sample rate r", ["sample_rate"]),
+]
+
+
+def policy_training_figure(history: pd.DataFrame, window: int = 25):
+    """The policy loop's history (train_loop.TrainerState.history as a frame, one row per step) as a grid of panels:
+    rewards per mode, loss, and the training health (method/health.py). Curves are `window`-step rolling means.
+    Returns the matplotlib Figure."""
+    import matplotlib.pyplot as plt
+
+    smooth = history.set_index("step").rolling(window, min_periods=1).mean()
+    panels = [p for p in POLICY_TRAINING_PANELS if any(c in smooth for c in p[2])]
+    cols = 3
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    for ax, (title, ylabel, columns) in zip(axes.flat, panels):
+        present = [c for c in columns if c in smooth]
+        smooth[present].plot(ax=ax, legend=len(present) > 1)
+        ax.set_title(f"{title} ({window}-step mean)", fontsize=9)
+        ax.set_ylabel(ylabel)
+        if title.startswith("policy entropy"):
+            ax.axhline(math.log(2), color="grey", lw=0.8, ls=":")
+        if "lr" in smooth and title.startswith("sample rate"):  # the learning rate on its own axis
+            twin = ax.twinx()
+            smooth["lr"].plot(ax=twin, color="grey", ls=":")
+            twin.set_ylabel("learning rate")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig

@@ -27,3 +27,20 @@ def train_video_llm(world_dir, num_frames: int, model_cfg: SmallVLMConfig, train
     print(f"trained {train_cfg.steps} steps in {time.time() - start:.0f} s")
     save_model_folder(model, tokenizer, model_dir, {**config_dict(model_cfg, train_cfg), "num_frames": num_frames})
     return history
+
+
+def vlm_training_figure(history: pd.DataFrame, curriculum_steps: int, vision_steps: int | None, window: int = 20):
+    """The small video LLM's losses (embedded.small_vlm.train_small_vlm's history, one row per step) as `window`-step
+    rolling means on a log scale, with the end of the token curriculum and the step the vision tower froze marked.
+    Returns the matplotlib Figure."""
+    import matplotlib.pyplot as plt
+
+    smooth = history.set_index("step")[["answer_loss", "aux_loss"]].rolling(window, min_periods=1).mean()
+    ax = smooth.plot(figsize=(6, 3.2), logy=True, title=f"small video LLM training ({window}-step mean)")
+    ax.set_ylabel("loss")
+    ax.axvline(curriculum_steps, color="grey", ls=":", lw=1, label="curriculum ends")
+    if vision_steps is not None:
+        ax.axvline(vision_steps, color="black", ls="--", lw=1, label="vision tower frozen")
+    ax.legend(fontsize=8)
+    plt.tight_layout()
+    return ax.figure
