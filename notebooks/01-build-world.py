@@ -20,6 +20,7 @@
 world = {"seed": 0, "num_frames": 8, "num_videos": {"train": 40, "val": 8, "test": 8}}
 world_dir = "scratch/data/world"            # written
 figures_dir = "scratch/reports/figures"     # written
+metrics_dir = "scratch/reports/metrics"     # written
 
 # %%
 import matplotlib.pyplot as plt
@@ -27,7 +28,9 @@ import pandas as pd
 
 from cacovid_lib.embedded.split import load_split
 from cacovid_lib.embedded.world import WorldSpec, build_world
+from cacovid_lib.embedded.world_stats import world_stats
 from cacovid_lib.io_utils import save_figure
+from cacovid_lib.pipeline.metrics import write_metrics
 from cacovid_lib.pipeline.params import WorldParams, parse, to_dict
 from cacovid_lib.pipeline.paths import at_project_root
 
@@ -35,6 +38,14 @@ at_project_root()  # paths are relative to the project root, also where JupyterL
 p = parse(WorldParams, world, "world")
 summary = build_world(world_dir, seed=p.seed, num_videos=to_dict(p.num_videos), spec=parse(WorldSpec, p.spec, "world.spec"))
 pd.DataFrame(summary).T
+
+# %% [markdown]
+# What the test split asks of a compressor, from the generator's ground truth: the share of a question's video tokens
+# that show the asked-about object, how many distinct things a video holds against the 5% token budget, in how many
+# sampled frames an asked object is visible, and how alike adjacent frames are.
+
+# %%
+write_metrics(f"{metrics_dir}/world_stats.json", world_stats(world_dir, "test", p.num_frames))
 
 # %% [markdown]
 # A few test videos, as the video LLM sees them (uniformly sampled frames read back with decord),

@@ -10,7 +10,7 @@
 
 # %% [markdown]
 # # 05 · Train the CaCoVID policy
-# The combinatorial GRPO loop (`cacovid_lib/method/train_loop.py`, METHOD §3-4) on the blind-filtered training
+# The combinatorial GRPO loop (`cacovid_lib/method/train_loop.py`, docs/method.md §3-4) on the blind-filtered training
 # questions, rewarded by the frozen small video LLM's answers under every sampled token combination.
 # The same training runs on several processes with
 # `accelerate launch -m cacovid_lib.pipeline.launch_policy_training` (see the README).
@@ -27,9 +27,11 @@ filtered_file = "data/filtered/train.json"  # read
 policy_dir = "scratch/models/policy"        # written
 plots_dir = "scratch/reports/plots"         # written
 figures_dir = "scratch/reports/figures"     # written
+seed = None                                 # the policy's seed (dvc repro: each of policy.seeds); None: the first
 
 # %%
 import time
+from dataclasses import replace
 
 import pandas as pd
 
@@ -42,11 +44,12 @@ from cacovid_lib.pipeline.policy_training import policy_training_figure, train_p
 at_project_root()  # paths are relative to the project root, also where JupyterLab starts the kernel (notebooks/)
 num_frames = parse(WorldParams, world, "world").num_frames
 p = parse(PolicyParams, policy, "policy")
-cfg = parse(PolicyTrainConfig, p.train, "policy.train")
+cfg = replace(parse(PolicyTrainConfig, p.train, "policy.train"), seed=p.seeds[0] if seed is None else seed)
+out_dir = f"{policy_dir}/seed_{cfg.seed}"
 start = time.time()
-trained, state = train_policy_on_split(input_path(model_dir), input_path(world_dir), num_frames, cfg, policy_dir,
+trained, state = train_policy_on_split(input_path(model_dir), input_path(world_dir), num_frames, cfg, out_dir,
                                        items_file=input_path(filtered_file), reward=p.reward)
-print(f"{cfg.steps} steps in {time.time() - start:.0f} s; policy saved to {policy_dir}")
+print(f"{cfg.steps} steps in {time.time() - start:.0f} s; policy saved to {out_dir}")
 
 # %% [markdown]
 # Rewards are the mean answer accuracy of each mode's rollouts (content: density peaks, no policy;
@@ -57,5 +60,5 @@ print(f"{cfg.steps} steps in {time.time() - start:.0f} s; policy saved to {polic
 
 # %%
 history = pd.DataFrame(state.history)
-save_csv(history, f"{plots_dir}/policy_training.csv")
-save_figure(policy_training_figure(history), f"{figures_dir}/policy_training.png")
+save_csv(history, f"{plots_dir}/policy_training_seed_{cfg.seed}.csv")
+save_figure(policy_training_figure(history), f"{figures_dir}/policy_training_seed_{cfg.seed}.png")

@@ -11,13 +11,13 @@ import json
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
 from cacovid_lib.compare import registry
 from cacovid_lib.embedded.split import load_split
 from cacovid_lib.method.policy import load_policy
 from cacovid_lib.models.base import encode_videos
 from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
+from cacovid_lib.pipeline.params import read_params
 
 
 def coverage(split, keeps: torch.Tensor) -> dict:
@@ -35,11 +35,11 @@ def main():
     parser.add_argument("--retention", type=float, default=0.05)
     args = parser.parse_args()
     vlm = LlavaOneVisionVideoLLM.from_pretrained("models/small_vlm", num_frames=8)
-    policy = load_policy("models/policy", vlm.model.model.language_model).eval()
+    policy = load_policy("models/policy", vlm.language_model).eval()
     imp_ratio = json.load(open("reports/metrics/policy.json"))["imp_ratio"]
     test = load_split("data/world", "test", 8)
     embeds = encode_videos(vlm, test.frames)[test.video_of_item]  # (items, N+1, D)
-    settings = registry.MethodSettings(**(yaml.safe_load(open("params.yaml")).get("methods") or {}), imp_ratio=imp_ratio)
+    settings = registry.MethodSettings(**(read_params("params.yaml").get("methods") or {}), imp_ratio=imp_ratio)
     pixels_of = lambda idx: torch.stack([vlm.preprocess(test.frames[v]) for v in test.video_of_item[idx]])
     ctx = registry.MethodContext(vlm, test.items, pixels_of=pixels_of, policy=policy)
     ctx.shared = registry.shared_scores(ctx, settings)

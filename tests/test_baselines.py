@@ -67,7 +67,7 @@ def test_pruning_inside_the_llm_equals_the_plain_forward_when_nothing_is_pruned(
     # pruning after the last layer changes nothing either: the kept set only matters to later layers
     some = torch.zeros_like(everything)
     some[:, :10] = True
-    last = len(tiny_vlm.model.model.language_model.layers) - 1
+    last = len(tiny_vlm.language_model.layers) - 1
     torch.testing.assert_close(tiny_vlm.option_logprobs_pruned_inside(prompts, batch, some, after_layer=last), plain,
                                rtol=1e-4, atol=1e-4)
     # pruning after layer 0 differs from both keeping everything and pruning at the input

@@ -32,7 +32,7 @@ def embeds(tiny_vlm, test_split):
 
 @pytest.fixture(scope="module")
 def policies(tiny_vlm):
-    llm = tiny_vlm.model.model.language_model
+    llm = tiny_vlm.language_model
     return {f"seed_{s}": CompressionPolicy.from_llm(llm, seed=s).eval() for s in (0, 1)}
 
 

@@ -10,6 +10,7 @@ import torch
 import yaml
 from conftest import QWEN_FRAME, ROOT
 
+from cacovid_lib.compare.efficiency import prefill
 from cacovid_lib.compare.evaluation import option_scores
 from cacovid_lib.compare.keep import Selection
 from cacovid_lib.data.benchmarks import BENCHMARKS, accuracy_by_category
@@ -50,7 +51,7 @@ def qwen(qwen_dir):
 
 
 def policy_folder(vlm, folder):
-    save_policy(CompressionPolicy.from_llm(vlm.model.model.language_model, seed=0), folder, "tiny")
+    save_policy(CompressionPolicy.from_llm(vlm.language_model, seed=0), folder, "tiny")
     return folder
 
 
@@ -59,7 +60,7 @@ def llava_policy(llava, tmp_path_factory):
     from cacovid_lib.method.policy import load_policy
 
     folder = policy_folder(llava, tmp_path_factory.mktemp("llava_policy"))
-    return folder, load_policy(folder, llava.model.model.language_model).eval()
+    return folder, load_policy(folder, llava.language_model).eval()
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +156,7 @@ def test_timed_prefill_is_the_plain_forward_at_the_last_position(backend, reques
     keep = torch.zeros(1, vlm.num_video_tokens, dtype=torch.bool)
     keep[0, ::3] = True
     prompt = vlm.prompt(view)
-    logits = benchmark_eval.prefill(vlm, prompt, video[0], Selection(keep))
+    logits = prefill(vlm, prompt, video[0], Selection(keep))  # what efficiency_profile times
     torch.testing.assert_close(logits, vlm.forward_sequences([vlm.assemble(prompt, video[0], keep[0])])[:, -1])
     profile = efficiency_profile(vlm, videomme[2][:1], "random", 0.25, repeats=1)
     assert profile["kept_tokens"] == vlm.num_video_tokens // 4 and profile["prefill_all_tokens_ms"] > 0
@@ -186,7 +187,7 @@ def test_resume_skips_done_items_and_recovers_a_cut_off_line(llava, videomme, tm
 
 def test_qwen_cacovid_generate_and_unsupported_methods(qwen, videomme, tmp_path):
     _, _, items = videomme
-    policy = CompressionPolicy.from_llm(qwen.model.model.language_model, seed=0).eval()
+    policy = CompressionPolicy.from_llm(qwen.language_model, seed=0).eval()
     table = evaluate_benchmark(qwen, items, "cacovid", 0.25, NUM_FRAMES, tmp_path / "q.jsonl", policy=policy, max_new_tokens=2)
     records = lines(tmp_path / "q.jsonl")
     assert [r["kept_tokens"] for r in records] == [int(0.25 * qwen.num_video_tokens)] * 3 and len(table)
@@ -304,8 +305,8 @@ def test_video_r1_training_through_the_launcher_streams_each_batch_once(llava_di
     assert launch_policy_training.main(["--params", str(tmp_path / "params.yaml"), "--model", str(llava_dir),
                                         "--out", str(tmp_path / "none")]) == 2  # no --world, --video-r1 nor policy.video_r1
     vlm = load_video_llm(llava_dir, NUM_FRAMES)
-    trained = load_policy(tmp_path / "p", vlm.model.model.language_model)
-    initial = CompressionPolicy.from_llm(vlm.model.model.language_model, seed=0)
+    trained = load_policy(tmp_path / "p", vlm.language_model)
+    initial = CompressionPolicy.from_llm(vlm.language_model, seed=0)
     assert any(not torch.equal(trained.state_dict()[k], v) for k, v in initial.state_dict().items() if "rotary" not in k)
 
 

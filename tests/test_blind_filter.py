@@ -8,7 +8,7 @@ import torch
 import yaml
 from conftest import QWEN_FRAME
 
-from cacovid_lib.data.benchmarks import LETTERS
+from cacovid_lib.data.schema import OPTION_LETTERS
 from cacovid_lib.data.video_r1 import load_video_r1, policy_question, read_media
 from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.models.loader import chat_template, load_video_llm
@@ -44,7 +44,7 @@ def test_filtered_json_holds_the_items_answered_wrong_and_no_frame_is_read(llava
     json_file, media_root = video_r1
     items = load_video_r1(json_file, media_root, data_types="video")
     task = bf.BlindVideoR1Task(vlm, items, reward="multiple_choice")
-    letters = [LETTERS[int(i)] for i in vlm.option_logprobs(task.prompts, task.item_video_embeds(range(4)),
+    letters = [OPTION_LETTERS[int(i)] for i in vlm.option_logprobs(task.prompts, task.item_video_embeds(range(4)),
                                                              torch.zeros(4, vlm.num_video_tokens, dtype=torch.bool)).argmax(-1)]
     # items 0 and 2 have the blind answer as their solution (dropped), 1 and 3 another letter (kept)
     raw = json.loads(json_file.read_text())

@@ -1,4 +1,4 @@
-"""The GRPO pieces are small pure functions (METHOD §4); each is checked against its definition."""
+"""The GRPO pieces are small pure functions (docs/method.md §4); each is checked against its definition."""
 import torch
 
 from cacovid_lib.method.grpo import (

@@ -14,7 +14,7 @@ from conftest import ROOT
 from cacovid_lib.pipeline.paths import PIPELINE_PATHS, at_project_root, input_path, project_root, scratch_path, stage_paths
 from cacovid_lib.pipeline.stage import run_notebook
 
-STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+STAGES = {name: spec.get("do", spec) for name, spec in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items()}
 PATH_SUFFIXES = ("_dir", "_file", "_metrics")
 
 

@@ -66,7 +66,7 @@ def test_the_import_walk_sees_function_level_and_package_imports():
     assert {"cacovid_lib/compare/baselines.py", "cacovid_lib/method/selection.py", "cacovid_lib/io_utils.py"} <= files
 
 
-STAGES = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+STAGES = {name: spec.get("do", spec) for name, spec in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items()}
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))
@@ -78,6 +78,13 @@ def test_every_stage_declares_the_code_it_runs_and_not_the_whole_package(stage):
     assert not missing, f"dvc.yaml stage {stage} misses code deps {missing} (python -m cacovid_lib.pipeline.code_deps)"
     stale = [d for d in deps if d.startswith("cacovid_lib/") and d not in stage_code_deps(notebook)]
     assert not stale, f"dvc.yaml stage {stage} declares code it does not run: {stale}"
+
+
+def test_the_stages_after_policy_training_read_every_seeds_policy():
+    seeds = yaml.safe_load((ROOT / "params.yaml").read_text())["policy"]["seeds"]
+    for stage in ("evaluate_policy", "benchmark", "audit", "ablations"):
+        policies = sorted(d for d in STAGES[stage]["deps"] if str(d).startswith("models/policy"))
+        assert policies == sorted(f"models/policy/seed_{s}" for s in seeds), stage
 
 
 def test_the_world_and_the_video_llm_do_not_run_the_comparison_harness():

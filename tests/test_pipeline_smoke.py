@@ -8,12 +8,12 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from cacovid_lib.pipeline.stage import load_params, main, run_notebook, stage_parameters, stage_spec
+from cacovid_lib.pipeline.stage import executed_name, load_params, main, run_notebook, stage_parameters, stage_runs, stage_spec
 
 NB = ROOT / "notebooks"
 DVC = ROOT / "dvc.yaml"
 SMOKE_PARAMS = ROOT / "tests" / "smoke_params.yaml"
-STAGES = list(yaml.safe_load(DVC.read_text())["stages"])  # dvc.yaml lists the stages in pipeline order
+STAGES = stage_runs(DVC, SMOKE_PARAMS)  # dvc.yaml's order; train_policy@0, train_policy@1 (policy.seeds)
 
 
 class Smoke:
@@ -23,11 +23,13 @@ class Smoke:
         self.root, self.done = root, {}
 
     def run(self, stage: str):
-        for earlier in STAGES[:STAGES.index(stage) + 1]:
+        last = max(i for i, s in enumerate(STAGES) if s.partition("@")[0] == stage)  # a foreach stage: all its items
+        for earlier in STAGES[:last + 1]:
             if earlier not in self.done:
                 try:
                     notebook, parameters = stage_parameters(DVC, earlier, SMOKE_PARAMS, root=self.root)
-                    run_notebook(notebook, parameters, self.root / "reports" / "notebooks", cwd=ROOT)
+                    run_notebook(notebook, parameters, self.root / "reports" / "notebooks", cwd=ROOT,
+                                 name=executed_name(notebook, earlier))
                     self.done[earlier] = None
                 except Exception as err:  # noqa: BLE001 -- kept, to name the failed stage in every later test
                     self.done[earlier] = f"{type(err).__name__}: {str(err)[-2000:]}"
@@ -56,6 +58,9 @@ def test_build_world(smoke):
     train = json.loads(smoke.file("data/world/train.json").read_text())
     assert len(train) == 16 * 4 and len({it["problem_id"] for it in train}) == len(train)  # one question per object
     assert smoke.file("reports/figures/world_samples.png").stat().st_size > 1000
+    stats = smoke.json("reports/metrics/world_stats.json")
+    assert _flat(stats) and stats["questions"] == 6 * 4 and stats["video_tokens"] == 8 * 4 * 4
+    assert 0 < stats["question_token_share_median"] < 0.5  # a question needs a few of the video tokens, not most
 
 
 @pytest.mark.slow
@@ -93,11 +98,19 @@ def test_filter_blind(smoke):
 
 @pytest.mark.slow
 def test_train_policy(smoke):
-    smoke.run("train_policy")
-    assert sorted(p.name for p in smoke.file("models/policy").iterdir()) == ["policy.safetensors", "policy_config.json"]
-    assert json.loads(smoke.file("models/policy/policy_config.json").read_text())["step"] == 4
-    assert len(smoke.file("reports/plots/policy_training.csv").read_text().splitlines()) == 1 + 4
-    assert smoke.file("reports/figures/policy_training.png").stat().st_size > 1000
+    smoke.run("train_policy")  # once per seed of policy.seeds (0 and 1 in the smoke profile)
+    assert sorted(p.name for p in smoke.file("models/policy").iterdir()) == ["seed_0", "seed_1"]
+    weights = []
+    for seed in (0, 1):
+        folder = smoke.file(f"models/policy/seed_{seed}")
+        assert sorted(p.name for p in folder.iterdir()) == ["policy.safetensors", "policy_config.json"]
+        config = json.loads((folder / "policy_config.json").read_text())
+        assert config["step"] == 4 and config["train_config"]["seed"] == seed
+        history = pd.read_csv(smoke.file(f"reports/plots/policy_training_seed_{seed}.csv"))
+        assert len(history) == 4 and {"zero_spread_token", "clip_low", "entropy_token", "grad_norm"} <= set(history)
+        assert smoke.file(f"reports/figures/policy_training_seed_{seed}.png").stat().st_size > 1000
+        weights.append((folder / "policy.safetensors").read_bytes())
+    assert weights[0] != weights[1]  # the seeds train different policies
 
 
 def _covers(metrics: dict, key: str) -> bool:
@@ -129,9 +142,13 @@ def test_benchmark(smoke):
     assert all(_covers(bench, f"{m.key}_accuracy_at_0.10") for m in methods) and _covers(bench, "accuracy_all_tokens")
     assert "cacovid_accuracy_at_0.25" not in bench  # headline ratios only; the whole sweep is in main.csv
     main = pd.read_csv(smoke.file("reports/tables/main.csv"))
-    assert len(main) == 1 + len(methods) * 2  # all tokens, every method x 2 ratios
+    seeds = main[main["seed"].astype(str).str.startswith("seed_")]  # CaCoVID per policy seed, besides its "mean" row
+    assert len(main) == 1 + len(methods) * 2 + 2 * 2  # all tokens, every method x 2 ratios, 2 seeds x 2 ratios
+    assert set(seeds["method"]) == {"CaCoVID"} and sorted(seeds["seed"].unique()) == ["seed_0", "seed_1"]
     assert set(main["method"]) == {"All tokens", *(m.name for m in methods)}  # the registry's display names
-    ours = main[(main["method"] == "CaCoVID") & (main["retention"] == 0.1)].iloc[0]
+    ours = main[(main["method"] == "CaCoVID") & (main["retention"] == 0.1) & (main["seed"] == "mean")].iloc[0]
+    per_seed = seeds[seeds["retention"] == 0.1]["average"]
+    assert ours["average"] == pytest.approx(per_seed.mean(), abs=1e-4) and ours["sd"] == pytest.approx(per_seed.std(), abs=1e-4)
     assert ours["average"] == pytest.approx(bench["cacovid_accuracy_at_0.10"], abs=1e-4)
     assert ours["ci_low"] == pytest.approx(bench["cacovid_accuracy_at_0.10_ci_low"], abs=1e-4)
     best = main[(main["retention"] == 0.1) & (main["method"] != "CaCoVID")]["average"].max()
@@ -180,8 +197,8 @@ def test_report(smoke):
     assert "## Main table" in report and "![Contribution vs attention](figures/audit_heatmaps.png)" in report
     vlm_acc = smoke.json("reports/metrics/vlm.json")["accuracy_full"]
     assert f"Small video LLM, test split: {vlm_acc:.3f} with all tokens" in report  # read from the metrics, not typed in
-    assert sorted(p.name for p in smoke.file("reports/notebooks").iterdir()) == sorted(
-        f"{nb.stem}.ipynb" for nb in NB.glob("*.ipynb"))  # every notebook ran, each once
+    expected = [executed_name(stage_spec(DVC, run)[0], run) for run in STAGES]  # 05 once per seed
+    assert sorted(p.name for p in smoke.file("reports/notebooks").iterdir()) == sorted(expected)
 
 
 def test_every_stage_reads_declared_params_only():

@@ -1,4 +1,4 @@
-"""The policy network (METHOD §2) and its checkpoints (policy tensors only)."""
+"""The policy network (docs/method.md §2) and its checkpoints (policy tensors only)."""
 import copy
 import json
 

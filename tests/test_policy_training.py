@@ -71,7 +71,7 @@ def test_two_processes_under_accelerate_launch_hold_identical_weights(tmp_path, 
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
-    initial = CompressionPolicy.from_llm(tiny_vlm.model.model.language_model, seed=0).state_dict()
+    initial = CompressionPolicy.from_llm(tiny_vlm.language_model, seed=0).state_dict()
     assert any(not torch.equal(a[n], initial[n]) for n in a)  # the replicas trained, in step
-    saved = load_policy(tmp_path / "policy", tiny_vlm.model.model.language_model)
+    saved = load_policy(tmp_path / "policy", tiny_vlm.language_model)
     assert all(torch.equal(saved.state_dict()[n], a[n]) for n in a)

@@ -1,4 +1,4 @@
-"""Importing the authors' released policy (METHOD §7) from a fake sharded llava-hf checkpoint."""
+"""Importing the authors' released policy (docs/method.md §7) from a fake sharded llava-hf checkpoint."""
 import json
 import shutil
 from pathlib import Path
@@ -30,7 +30,7 @@ def write_release(folder: Path, vlm, policy: dict[str, torch.Tensor]) -> dict[st
     shard 3 holds the heads. Returns the weight map."""
     base = {k: v.clone() for k, v in vlm.model.state_dict().items() if k != "lm_head.weight"}  # tied, as transformers saves
     d = policy["token_compress.0.weight"].shape[1]
-    mode_selection = score_mlp(d, out=3)  # the release's dead 3-way head (METHOD §2)
+    mode_selection = score_mlp(d, out=3)  # the release's dead 3-way head (docs/method.md §2)
     policy = {**policy, **{f"mode_selection.{k}": v.detach() for k, v in mode_selection.state_dict().items()}}
     names = sorted(base)
     shards = [

@@ -1,4 +1,4 @@
-"""Online combination space sampling (METHOD §3): exact budgets, no duplicates, valid probabilities."""
+"""Online combination space sampling (docs/method.md §3): exact budgets, no duplicates, valid probabilities."""
 import math
 
 import torch

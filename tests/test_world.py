@@ -80,3 +80,101 @@ def test_missing_field_is_one_clear_line(tmp_path, tiny_world):
     (tmp_path / "broken.json").write_text("[{")
     with pytest.raises(KitInputError, match="broken.json: not valid JSON"):
         load_items(tmp_path / "broken.json")
+
+
+# ---- the busy world (WorldSpec knobs; the defaults above are the original world) ---------------------------
+@pytest.fixture(scope="module")
+def busy_world(tmp_path_factory):
+    from cacovid_lib.embedded.world import busy_world_spec
+
+    root = tmp_path_factory.mktemp("busy_world")
+    build_world(root, seed=2, num_videos={"train": 30, "test": 6}, spec=busy_world_spec(8), workers=2)
+    return root
+
+
+def test_original_spec_writes_the_original_world_spec_json():
+    assert list(WorldSpec().to_json()) == ["frame_size", "grid", "num_rendered_frames", "objects_per_video",
+                                           "clutter_per_video", "min_visible", "max_visible"]
+    with pytest.raises(ValueError, match="question_types: 'when'"):
+        WorldSpec(question_types=("when",), questions_per_video=2)
+
+
+def test_busy_world_labels_point_at_the_object_pixels(busy_world):
+    split = load_split(busy_world, "test", 8)
+    spec = WorldSpec(**json.loads((busy_world / "world_spec.json").read_text()))
+    assert split.object_labels.shape == (6, 8, 64)
+    for v, layout in enumerate(split.layouts):
+        for j, cell in zip(*np.nonzero(split.object_labels[v] >= 0)):
+            y, x = divmod(cell, spec.grid)
+            patch = split.frames[v, j, y * spec.cell:(y + 1) * spec.cell, x * spec.cell:(x + 1) * spec.cell].reshape(-1, 3)
+            colour = np.array(COLOURS[layout["objects"][split.object_labels[v, j, cell]]["colour"]])
+            assert (np.abs(patch.astype(int) - colour).max(axis=1) < 60).mean() > 0.2
+
+
+def test_busy_world_questions_are_well_posed(busy_world):
+    from cacovid_lib.embedded.world import COUNT_WORDS
+
+    layouts = json.loads((busy_world / "train_layout.json").read_text())
+    items = load_items(busy_world / "train.json")
+    assert len(items) == 30 * 4
+    for item in items:
+        objects = layouts[item["path"]]["objects"]
+        correct = option_texts(item)["ABCD".index(answer_letter(item))]
+        qtype = item["question_type"]
+        if qtype.startswith("count"):
+            key = "colour" if qtype == "count_colour" else "shape"
+            value = item["problem"].split()[2]  # "How many <value> objects are there?"
+            assert correct == COUNT_WORDS[sum(o[key] == value for o in objects)]
+            continue
+        target = objects[item["target_object"]]
+        assert correct.split() == [target["colour"], target["shape"]]
+        if qtype == "colour_of_shape":  # asked only about a shape no other object has
+            assert sum(o["shape"] == target["shape"] for o in objects) == 1
+        if qtype == "shape_of_colour":
+            assert sum(o["colour"] == target["colour"] for o in objects) == 1
+
+
+def test_busy_world_has_brief_objects_and_words_the_tokenizer_knows(busy_world):
+    from cacovid_lib.embedded.tokenizer import build_tokenizer
+    from cacovid_lib.embedded.world_stats import visible_frames
+
+    spec = WorldSpec(**json.loads((busy_world / "world_spec.json").read_text()))
+    layouts = json.loads((busy_world / "train_layout.json").read_text())
+    seen = [visible_frames(o["cells"], 8, spec) for lay in layouts.values() for o in lay["objects"]]
+    assert min(seen) >= 1 and sum(s <= 2 for s in seen) == 2 * len(layouts)  # the 2 brief objects of each video
+    tokenizer = build_tokenizer(spec)
+    for item in load_items(busy_world / "train.json"):
+        text = item["problem"] + " " + " ".join(option_texts(item))
+        assert tokenizer.unk_token_id not in tokenizer(text, add_special_tokens=False).input_ids
+    assert len(build_tokenizer()) < len(tokenizer)  # the original vocabulary is unchanged
+
+
+def test_the_model_grid_must_match_the_world_grid():
+    from cacovid_lib.embedded.small_vlm import SmallVLMConfig, check_matches_world
+    from cacovid_lib.embedded.world import busy_world_spec
+
+    check_matches_world(SmallVLMConfig(), WorldSpec())
+    check_matches_world(SmallVLMConfig(image_size=96, patch_size=8), busy_world_spec(6))
+    with pytest.raises(KitInputError, match="set image_size 96, patch_size 6"):
+        check_matches_world(SmallVLMConfig(image_size=96, patch_size=8), busy_world_spec(8))
+
+
+def test_appears_first_answer_is_the_earliest_and_impossible_specs_fail(tmp_path):
+    from dataclasses import replace
+
+    from cacovid_lib.embedded.world import busy_world_spec, first_sampled_frame
+
+    spec = replace(busy_world_spec(6), question_types=("which_object", "appears_first"), questions_per_video=2)
+    build_world(tmp_path, seed=0, num_videos={"train": 20}, spec=spec, workers=1)
+    layouts = json.loads((tmp_path / "train_layout.json").read_text())
+    firsts = [it for it in load_items(tmp_path / "train.json") if it["question_type"] == "appears_first"]
+    assert firsts
+    for item in firsts:
+        objects = layouts[item["path"]]["objects"]
+        seen = [first_sampled_frame(objects[k]["cells"], spec) for k in item["target_objects"]]
+        assert len(set(seen)) == 4 and seen[0] == min(seen) and item["target_object"] == item["target_objects"][0]
+        correct = option_texts(item)["ABCD".index(answer_letter(item))]
+        assert correct == " ".join(objects[item["target_object"]][a] for a in ("colour", "shape"))
+    with pytest.raises(ValueError, match="questions_per_video: 2 questions"):
+        build_world(tmp_path / "bad", seed=0, num_videos={"train": 1},
+                    spec=replace(spec, question_types=("colour_of_shape",)), workers=1)

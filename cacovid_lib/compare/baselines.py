@@ -94,12 +94,8 @@ def last_token_attention(vlm: VideoLLM, items: list[dict], video_embeds: torch.T
     prompts = [vlm.prompt(item) for item in items]
     n = video_embeds.shape[1] - 1
     seqs = [vlm.assemble(p, v, torch.ones(n, dtype=torch.bool)) for p, v in zip(prompts, video_embeds)]
-    width = max(e.shape[0] for e, _ in seqs)
-    pads = [width - e.shape[0] for e, _ in seqs]
-    embeds = torch.stack([F.pad(e, (0, 0, pad, 0)) for (e, _), pad in zip(seqs, pads)])  # (B, L, D)
-    positions = torch.stack([F.pad(q, (pad, 0)) for (_, q), pad in zip(seqs, pads)])  # (B, L)
-    mask = torch.stack([F.pad(torch.ones_like(q), (pad, 0)) for (_, q), pad in zip(seqs, pads)])  # (B, L)
-    lm = vlm.model.model.language_model
+    embeds, positions, mask, pads = vlm.left_padded(seqs)  # (B, L, D), the LM's position ids, (B, L), B ints
+    lm = vlm.language_model
     with eager_attention(vlm.model):
         attn = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, output_attentions=True).attentions[layer]
     last = attn[:, :, -1].float().mean(1)  # (B, L): the last prompt token's attention, head-averaged

@@ -1,4 +1,4 @@
-"""CaCoVID in the comparison harness: the trained policy as a keep rule (METHOD §5), the validation choice of its
+"""CaCoVID in the comparison harness: the trained policy as a keep rule (docs/method.md §5), the validation choice of its
 inference-time `imp_ratio`, and the cost of its selection."""
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from cacovid_lib.models.base import VideoLLM
 
 def policy_keep_rule(vlm: VideoLLM, policy: CompressionPolicy, items: list[dict], retention: float, imp_ratio: float = 0.5,
                      max_frame_ratio: float | None = None) -> KeepRule:
-    """The trained policy as an evaluation keep rule (METHOD §5): keep_rule(idx, video_embeds) -> Selection."""
+    """The trained policy as an evaluation keep rule (docs/method.md §5): keep_rule(idx, video_embeds) -> Selection."""
 
     @torch.no_grad()
     def rule(idx, video_embeds) -> Selection:
@@ -48,7 +48,7 @@ def policy_folders(policy_dir) -> dict[str, Path]:
 
 def load_policies(policy_dir, vlm: VideoLLM) -> dict[str, CompressionPolicy]:
     """Every trained policy under `policy_dir` (policy_folders), loaded onto `vlm`'s LLM, in eval mode."""
-    return {name: load_policy(folder, vlm.model.model.language_model).eval() for name, folder in policy_folders(policy_dir).items()}
+    return {name: load_policy(folder, vlm.language_model).eval() for name, folder in policy_folders(policy_dir).items()}
 
 
 def imp_ratio_table(vlm: VideoLLM, policies: dict[str, CompressionPolicy], split, video_embeds: torch.Tensor,

@@ -242,7 +242,7 @@ def profile_model(spec: ModelSpec, frames: int, tokens_per_frame: int, text_toke
     video = redundant_video_embeds(vlm.grid, spec.shape.hidden, frame_similarity, scale, generator).to(device, dtype)  # (N+1, D)
     item = padded_item(vlm, text_tokens)
     prompt = vlm.prompt(item)
-    policy = CompressionPolicy.from_llm(vlm.model.model.language_model, seed=seed).to(device).eval()
+    policy = CompressionPolicy.from_llm(vlm.language_model, seed=seed).to(device).eval()
     ctx = registry.MethodContext(vlm=vlm, items=[item], policy=policy)  # no pixels_of: the tower never runs
     idx, batch = np.array([0]), video[None]  # (1, N+1, D)
     rows: list[dict] = []

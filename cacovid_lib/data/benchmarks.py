@@ -25,10 +25,8 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from cacovid_lib.data.schema import answer_letter
+from cacovid_lib.data.schema import OPTION_LETTERS, answer_letter
 from cacovid_lib.io_utils import KitInputError, read_json
-
-LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 # ---- reading annotation files --------------------------------------------------------------------
@@ -85,11 +83,11 @@ def _option_texts(path: Path, index: int, value, field: str) -> list[str]:
 
 def _lettered(texts: Sequence[str]) -> list[str]:
     """Options as the kit writes them, "A. text"; texts already starting with their letter are kept."""
-    return [t if t.startswith(f"{LETTERS[i]}.") else f"{LETTERS[i]}. {t}" for i, t in enumerate(texts)]
+    return [t if t.startswith(f"{OPTION_LETTERS[i]}.") else f"{OPTION_LETTERS[i]}. {t}" for i, t in enumerate(texts)]
 
 
 def _letter_answer(path: Path, index: int, answer, num_options: int) -> str:
-    letters = LETTERS[:num_options]
+    letters = OPTION_LETTERS[:num_options]
     if not (isinstance(answer, str) and len(answer.strip()) == 1 and answer.strip() in letters):
         raise KitInputError(f"{path}: item {index} answer {answer!r} is not one of its option letters {letters}")
     return answer.strip()
@@ -188,7 +186,7 @@ def _mlvu_options(path: Path, index: int, record: dict) -> tuple[str, list[str],
     question = str(record["question"])
     lines = question.split("\n")
     found = [(n, m) for n, m in ((n, _EMBEDDED_OPTION.match(line.strip())) for n, line in enumerate(lines)) if n and m]
-    if len(found) < 2 or "".join(m.group(1) for _, m in found) != LETTERS[:len(found)]:
+    if len(found) < 2 or "".join(m.group(1) for _, m in found) != OPTION_LETTERS[:len(found)]:
         found = []  # not an A, B, C... list of options, just a question over several lines
     stem = "\n".join(lines[:found[0][0]]).strip() if found else question
     if "candidates" in record:
@@ -202,8 +200,8 @@ def _mlvu_answer(path: Path, index: int, answer, options: list[str]) -> str:
     # the published json gives the answer's text, lmms-eval's HF copy its letter
     text = str(answer) if isinstance(answer, (int, float)) else answer
     if text in options:
-        return LETTERS[options.index(text)]
-    if isinstance(answer, str) and answer.strip() in LETTERS[:len(options)] and answer.strip():
+        return OPTION_LETTERS[options.index(text)]
+    if isinstance(answer, str) and answer.strip() in OPTION_LETTERS[:len(options)] and answer.strip():
         return answer.strip()
     raise KitInputError(f"{path}: item {index} answer {answer!r} is neither one of its candidates nor an option letter")
 
@@ -220,7 +218,8 @@ def _mlvu_item(path: Path, index: int, record: dict, task_from_file: str | None,
     stem, options, embedded = _mlvu_options(path, index, record)
     answer = _mlvu_answer(path, index, record["answer"], options)
     # lmms-eval's question field carries the options as "(A) ..." lines, MLVU's own template writes them so too
-    question = str(record["question"]) if embedded else stem + "".join(f"\n({LETTERS[i]}) {o}" for i, o in enumerate(options))
+    question = (str(record["question"]) if embedded
+                else stem + "".join(f"\n({OPTION_LETTERS[i]}) {o}" for i, o in enumerate(options)))
     folders = [path.stem, task] if task_from_file else []  # published layout: video/<json stem>/<video>
     video = _first_existing([root / f / video_name for f in folders] + [root / video_name])
     problem_id = record.get("question_id", f"mlvu_{split}_{task}_{index}")
@@ -264,7 +263,7 @@ def longvideobench_prompt(question: str, candidates: Sequence[str]) -> str:
     """lmms-eval's `longvideobench_doc_to_text` without interleaved subtitles (the `longvideobench_val_v`
     task; lmms_eval/tasks/longvideobench/utils.py commit 03a5823, longvideobench_val_v.yaml commit 511b625):
     question, "A. text" options one a line, then the post prompt (empty pre prompt)."""
-    options = "\n".join(". ".join([LETTERS[i], c]) for i, c in enumerate(candidates))
+    options = "\n".join(". ".join([OPTION_LETTERS[i], c]) for i, c in enumerate(candidates))
     return f"{question}\n{options}\n{LONGVIDEOBENCH_POST_PROMPT}"
 
 
@@ -293,7 +292,7 @@ def load_longvideobench(annotation_file, video_root, check_videos: bool = False)
             raise KitInputError(f"{path}: item {index} correct_choice {choice!r} is not an index into its "
                                 f"{len(candidates)} candidates")
         items.append(_item("longvideobench", record["duration_group"], record.get("id", index), record["question"],
-                           _lettered(candidates), LETTERS[choice], root / record["video_path"],
+                           _lettered(candidates), OPTION_LETTERS[choice], root / record["video_path"],
                            longvideobench_prompt(record["question"], candidates), record))
     if check_videos:
         _check_videos(items, path, root)
@@ -335,7 +334,7 @@ def mvbench_prompt(question: str, candidates: Sequence[str]) -> str:
     #280 introduced) versus "Answer with the option's letter from the given choices directly." (e.g.
     mvbench_action_sequence.yaml at 34dd75b). The first is taken as the newer, from that template, and used
     for every task; the stored files carry no dates to confirm it."""
-    options = "".join(f"({LETTERS[i]}) {c}\n" for i, c in enumerate(candidates))
+    options = "".join(f"({OPTION_LETTERS[i]}) {c}\n" for i, c in enumerate(candidates))
     return "Question:" + question + "\nOption:\n" + options + MVBENCH_POST_PROMPT
 
 
@@ -347,7 +346,8 @@ def _mvbench_item(path: Path, index: int, record: dict, root: Path) -> dict:
     task = path.stem
     video = root / MVBENCH_VIDEO_FOLDERS.get(task, "") / record["video"]
     return _item("mvbench", task, f"{task}_{index}", record["question"], _lettered(candidates),
-                 LETTERS[candidates.index(record["answer"])], video, mvbench_prompt(record["question"], candidates), record)
+                 OPTION_LETTERS[candidates.index(record["answer"])], video, mvbench_prompt(record["question"], candidates),
+                 record)
 
 
 def load_mvbench(annotation_dir, video_root, check_videos: bool = False) -> list[dict]:
@@ -461,7 +461,7 @@ def parse_answer(benchmark: str, text: str, options: Sequence[str]) -> str | Non
     extracts cannot equal any of the item's option letters (so scoring None as wrong gives lmms-eval's
     accuracy; LongVideoBench's random fallback aside, see parse_longvideobench)."""
     extracted = _PARSERS[benchmark](text)
-    return extracted if extracted in tuple(LETTERS[:len(options)]) else None
+    return extracted if extracted in tuple(OPTION_LETTERS[:len(options)]) else None
 
 
 def accuracy_by_category(items: Sequence[dict], predicted_letters: Sequence[str | None]) -> pd.DataFrame:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from cacovid_lib.io_utils import KitInputError, read_json
 
-LETTERS = "ABCD"
+# Two alphabets of option letters. The embedded world always asks four options, and its tokenizer's vocabulary holds
+# exactly these letters, so LETTERS is the world's; real data (Video-R1 items, the benchmarks) may have more options,
+# lettered from OPTION_LETTERS.
+OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # A..Z: options of Video-R1 items and of real benchmarks
+LETTERS = OPTION_LETTERS[:4]  # "ABCD": the embedded world's four options (embedded.world, embedded.tokenizer)
 VIDEO_R1_FIELDS = ("problem_id", "problem", "data_type", "problem_type", "options", "solution", "path")
 
 

@@ -1,6 +1,6 @@
 """Build and train the embedded default's small video LLM (a real `LlavaOnevisionForConditionalGeneration`).
 
-Recipe (why each piece is there, see ../shared/CALIBRATION.md for the costs measured here):
+Recipe (why each piece is there, docs/recipe-findings.md has the costs and validation runs behind it):
 1. Projector alignment with dense labels from the generator: every projected video token is pushed,
    through the LLM's own (tied) word embeddings, towards the words of the object it shows
    ("red", "circle") or "background". Retrieval in the LLM then matches like with like.
@@ -28,7 +28,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cacovid_lib.embedded.world import COLOURS, SHAPES
+from cacovid_lib.embedded.world import COLOURS, SHAPES, WorldSpec
+from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.models.base import VideoLLM
 
 
@@ -44,6 +45,17 @@ class SmallVLMConfig:
     text_layers: int = 3  # Qwen2 decoder layers
     text_heads: int = 4  # Qwen2 attention heads
     text_kv_heads: int = 2  # Qwen2 key/value heads (grouped-query attention, as in Qwen2-7B)
+
+
+def check_matches_world(cfg: SmallVLMConfig, spec: WorldSpec) -> None:
+    """The pooled video tokens must be the world's grid cells (the per-token labels come from the layout):
+    image_size == frame_size and image_size / patch_size / 2 == grid. One KitInputError line otherwise."""
+    side = cfg.image_size / cfg.patch_size / 2
+    if cfg.image_size != spec.frame_size or side != spec.grid:
+        raise KitInputError(f"vlm.model: image_size {cfg.image_size} / patch_size {cfg.patch_size} gives {side:g}x{side:g} "
+                            f"tokens of a {cfg.image_size}-pixel frame; the world has {spec.grid}x{spec.grid} cells of a "
+                            f"{spec.frame_size}-pixel frame (set image_size {spec.frame_size}, patch_size "
+                            f"{spec.frame_size // (2 * spec.grid)})")
 
 
 @dataclass

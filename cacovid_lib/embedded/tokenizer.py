@@ -5,7 +5,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from cacovid_lib.data.schema import LETTERS
-from cacovid_lib.embedded.world import COLOURS, SHAPES
+from cacovid_lib.embedded.world import COLOURS, SHAPES, WorldSpec, question_words
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
 # words of the question templates, the prompt template and the auxiliary "background" label
@@ -16,9 +16,11 @@ TEMPLATE_WORDS = (
 PUNCTUATION = ["?", ".", ":", ","]
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """A word-level tokenizer whose vocabulary is exactly the world's words (lower-cased)."""
+def build_tokenizer(spec: WorldSpec | None = None) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer whose vocabulary is exactly the world's words (lower-cased). The busy world's new
+    question words come last, so the original world's vocabulary (and model) keeps its ids."""
     words = SPECIAL_TOKENS + TEMPLATE_WORDS + list(COLOURS) + list(SHAPES) + [c.lower() for c in LETTERS] + PUNCTUATION
+    words += list(question_words(spec or WorldSpec()))
     vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.normalizer = normalizers.Lowercase()

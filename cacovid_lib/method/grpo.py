@@ -1,4 +1,4 @@
-"""Combinatorial policy optimisation (METHOD §4): small pure functions for advantages and the clipped
+"""Combinatorial policy optimisation (docs/method.md §4): small pure functions for advantages and the clipped
 objective, and the adaptive sample rate. The training loop that uses them is
 cacovid_lib/method/train_loop.py."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The CaCoVID policy network (METHOD §2) and its checkpoints (policy tensors only, safetensors + JSON).
+"""The CaCoVID policy network (docs/method.md §2) and its checkpoints (policy tensors only, safetensors + JSON).
 
 One decoder layer of the LLM's own class, initialised as a copy of the LLM's first layer and run
 bidirectionally over the whole prompt (so video tokens see the question), then an RMSNorm and two

@@ -1,4 +1,4 @@
-"""Online combination space sampling (METHOD §3): the training rollouts of one item.
+"""Online combination space sampling (docs/method.md §3): the training rollouts of one item.
 
 G rollouts are split into three modes, every one spending the same budget of k tokens per frame:
 content (1, no policy: density-peak picks), token (3G/4 - 1: grouped rank-band sampling from the
@@ -68,7 +68,7 @@ def group_lengths(n: int, num_groups: int) -> list[int]:
 
 def grouped_rank_band_sample(scores: torch.Tensor, k: int, num_rollouts: int, sample_rate: float, group_size: int,
                              max_group_prob: float, generator=None) -> torch.Tensor:
-    """Token-mode masks for one frame (METHOD §3 token mode): (hw,) scores -> (num_rollouts, hw) bool,
+    """Token-mode masks for one frame (docs/method.md §3 token mode): (hw,) scores -> (num_rollouts, hw) bool,
     k True per row. Each rollout draws one rank band (group) of the policy's ranking, then k tokens
     without replacement inside it; rollout 0 is the deterministic top-k."""
     hw = scores.shape[0]

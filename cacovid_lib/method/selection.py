@@ -1,8 +1,8 @@
-"""Any-ratio inference selection (METHOD §5) and max-probability clipping (METHOD §3 step 3), plus the release's
-form of that clipping on a (rollouts, t) tensor (its frame mode, an option of the training loop).
+"""Any-ratio inference selection (docs/method.md §5) and max-probability clipping (docs/method.md §3 step 3), plus
+the release's form of that clipping on a (rollouts, t) tensor (its frame mode, an option of the training loop).
 
 The selection and the 1-D clipping reproduce the release's behaviour exactly (tests/test_selection.py checks them against
-../shared/golden/release_vectors.json).
+tests/data/release_vectors.json).
 """
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ from cacovid_lib.io_utils import KitInputError
 
 
 def clip_max_probability(p: torch.Tensor, cap: float) -> torch.Tensor:
-    """Max-probability clipping of a 1-D distribution (METHOD §3 step 3): floor every entry at 1/n²,
+    """Max-probability clipping of a 1-D distribution (docs/method.md §3 step 3): floor every entry at 1/n²,
     renormalise; if the largest entry exceeds `cap`, fix it at `cap` and clip the rest, renormalised to
     the remaining mass, with the cap scaled to match (recursively). p: (n,) -> (n,) summing to 1."""
     return _clip_free(p, cap, torch.ones_like(p, dtype=torch.bool), p.shape[0])
 
 
 def clip_max_probability_over_rollouts(p: torch.Tensor, num_rollouts: int, cap: float) -> torch.Tensor:
-    """The release's frame-mode clipping (METHOD §3 frame mode): its max-probability clipping called on the whole
+    """The release's frame-mode clipping (docs/method.md §3 frame mode): its max-probability clipping called on the whole
     (rollouts, t) tensor, every row the item's frame distribution, instead of on one (t,) row. The rule then reads
     n = the tensor's first dimension, the rollouts, so every frame is floored at 1/rollouts² (1/64 with the
     release's 8 frame rollouts), and it compares the cap with entries of a tensor that sums to `rollouts`, which is
@@ -49,7 +49,8 @@ def _clip_free(p, cap, free, n):
 
 
 def frame_budgets(frame_scores: torch.Tensor, grid, retention: float, imp_ratio: float, max_frame_ratio: float) -> torch.Tensor:
-    """Per-frame counts of top-scored tokens (METHOD §5 steps 1-2): (t,) ints summing to floor(imp_ratio·ρ·t·h·w)."""
+    """Per-frame counts of top-scored tokens (docs/method.md §5 steps 1-2): (t,) ints summing to
+    floor(imp_ratio·ρ·t·h·w)."""
     t, h, w = grid
     f = frame_scores.float()
     f = f / f.abs().max().clamp(min=1e-12) * 3
@@ -67,7 +68,7 @@ def frame_budgets(frame_scores: torch.Tensor, grid, retention: float, imp_ratio:
 
 def select_tokens(frame_scores: torch.Tensor, token_scores: torch.Tensor, grid: tuple[int, int, int],
                   retention: float, imp_ratio: float = 0.5, max_frame_ratio: float | None = None) -> torch.Tensor:
-    """Keep mask over t·h·w video tokens with exactly floor(retention·t·h·w) True (METHOD §5).
+    """Keep mask over t·h·w video tokens with exactly floor(retention·t·h·w) True (docs/method.md §5).
 
     frame_scores: (t,) frame-head scores f; token_scores: (t·h·w,) token-head scores s, time-then-space order.
     max_frame_ratio: the per-frame cap `msr` (release: 1.5 × retention when None).

@@ -1,4 +1,4 @@
-"""The CaCoVID training loop (METHOD §3-4), read top to bottom; runs under accelerate on 1 CPU, 1 GPU or many.
+"""The CaCoVID training loop (docs/method.md §3-4), read top to bottom; runs under accelerate on 1 CPU, 1 GPU or many.
 
 Implementation details, each tied to the method:
 1. π_old is the policy at iteration 0 of an item batch (§4): its logits are computed once, without grad,
@@ -73,8 +73,8 @@ class PolicyTrainConfig:
     # ablation of the convergence claim (§3): "grouped" rank-band token sampling, or the "independent" Bernoulli
     # baseline (no budget: the adaptive sample rate then only sets the content and frame modes' budget)
     sampler: str = "grouped"
-    # ---- release fidelity (METHOD §2-§4): the first choice is the kit's (params.yaml), "release"/"release_cycling"
-    # the authors' code (params.gpu.yaml) ----
+    # ---- release fidelity (docs/method.md §2-§4): the first choice is the kit's (params.yaml),
+    # "release"/"release_cycling" the authors' code (params.gpu.yaml) ----
     # frame-mode clipping (§3 frame mode): "kit" caps each frame at 3/t on the item's softmax and floors it at 1/t²
     # (the paper's cap); "release" clips the whole (rollouts, t) tensor as the release does: floor 1/G_frame²
     # (1/64 with G = 32), no cap in effect (at t = 32 the top frame keeps 0.32-0.56 of the mass)

@@ -31,7 +31,7 @@ class VideoLLM:
 
     Video tokens: a video becomes N = t*h*w prunable tokens on the backend's grid (t, h, w), followed by one
     token that is never pruned (LLaVA-OneVision's newline, Qwen2.5-VL's <|vision_end|>): N+1 in all. Compression
-    happens before the LLM (METHOD §1): kept video tokens stay in order and keep the position ids they have in
+    happens before the LLM (docs/method.md §1): kept video tokens stay in order and keep the position ids they have in
     the uncompressed sequence; dropped ones leave no trace.
 
     A backend sets, in its __init__: `model` (the transformers model), `tokenizer`, `num_frames`,
@@ -63,7 +63,7 @@ class VideoLLM:
 
     @property
     def language_model(self):
-        """The decoder the video tokens go through (what the policy copies its first layer from, METHOD §2)."""
+        """The decoder the video tokens go through (what the policy copies its first layer from, docs/method.md §2)."""
         return self.model.model.language_model
 
     # ---- video -> embeddings (backend-specific) -------------------------------------------------------------
@@ -214,7 +214,7 @@ class VideoLLM:
     # ---- the policy's inputs --------------------------------------------------------------------------------
     @torch.no_grad()
     def policy_inputs(self, prompts: list[Prompt], video_embeds: torch.Tensor) -> PolicyInputs:
-        """What the policy sees (METHOD §2): the full prompts with every video token, right-padded.
+        """What the policy sees (docs/method.md §2): the full prompts with every video token, right-padded.
         video_embeds (B, N+1, D) -> PolicyInputs with embeds (B, L, D), the backend's position ids (pad_positions)
         and video_mask True on the N video tokens."""
         n = video_embeds.shape[1] - 1

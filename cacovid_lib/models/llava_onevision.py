@@ -3,7 +3,7 @@ forwards that are its own (option scoring from one cached prompt, FastV's in-LLM
 
 Video tokens are the 2x2-pooled SigLIP patches of each frame, grid (t, h, w) = (frames, side, side), then
 LLaVA-OneVision's newline token as token N, never pruned. Position ids are 1-D: a kept video token keeps the id
-it has in the sequence with every video token (METHOD §1).
+it has in the sequence with every video token (docs/method.md §1).
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ Conventions, and where Qwen2.5-VL differs from LLaVA-OneVision:
   "video token": a prompt's prefix ends with `<|vision_start|>` and its suffix starts after `<|vision_end|>`.
 - Position ids are Qwen2.5-VL's multimodal rotary ids (3, L) (temporal, height, width): computed by the model's
   own `get_rope_index` on the full sequence with every video token, then gathered for the kept tokens, so each
-  kept token carries exactly the ids it has in the uncompressed sequence (METHOD §1).
+  kept token carries exactly the ids it has in the uncompressed sequence (docs/method.md §1).
 - Only the rows that are needed go through the LM head (the vocabulary has ~151k entries).
 - FastV's in-LLM pruning (`forward_pruned_inside`) is not implemented for it.
 """

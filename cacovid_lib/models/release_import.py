@@ -1,4 +1,4 @@
-"""Import the authors' released CaCoVID policy (METHOD §7) into a kit policy folder.
+"""Import the authors' released CaCoVID policy (docs/method.md §7) into a kit policy folder.
 
 The release is a full LLaVA-OneVision checkpoint in llava-hf layout (sharded safetensors + index)
 whose `compression_policy.*` tensors are the policy; everything else is the unchanged base model
@@ -30,7 +30,7 @@ SINGLE = "model.safetensors"
 
 def _dropped(name: str) -> bool:
     """Release tensors the kit does not use: the 3-way mode-selection head (its loss is never used,
-    METHOD §2) and any rotary buffer (recomputed from the model config)."""
+    docs/method.md §2) and any rotary buffer (recomputed from the model config)."""
     return name.startswith("mode_selection.") or "rotary_emb" in name
 
 
@@ -68,7 +68,7 @@ def read_release_policy_tensors(checkpoint_dir) -> dict[str, torch.Tensor]:
 
     Opens only the shards that hold policy tensors and reads only those tensors, so the 7B base model
     never enters memory. The release's `mode_selection.*` head (a 3-way head whose loss is never used,
-    METHOD §2) is dropped without being read."""
+    docs/method.md §2) is dropped without being read."""
     by_shard: dict[Path, list[str]] = {}
     for name, shard in _policy_locations(checkpoint_dir).items():
         by_shard.setdefault(shard, []).append(name)

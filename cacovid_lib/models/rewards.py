@@ -1,4 +1,4 @@
-"""Rewards for the policy's rollouts (METHOD §3, last paragraph): the frozen video LLM answers under each
+"""Rewards for the policy's rollouts (docs/method.md §3, last paragraph): the frozen video LLM answers under each
 keep-mask and the answer is scored. Multiple choice: option-text likelihood over all G masks of every item
 in batched forwards. Free-form: batched greedy generation scored with Video-R1's per-type accuracy rewards.
 
@@ -15,7 +15,7 @@ import torch
 from cacovid_lib.models.base import VideoLLM
 
 KIT_MAX_NEW_TOKENS = 8  # the kit's default generation length for the reward (CPU-sized)
-RELEASE_MAX_NEW_TOKENS = 768  # the release's generation length for the reward (METHOD §3, last paragraph)
+RELEASE_MAX_NEW_TOKENS = 768  # the release's generation length for the reward (docs/method.md §3, last paragraph)
 
 
 # ---- Video-R1's accuracy rewards (per problem_type), on plain strings -------------------------------

@@ -49,7 +49,7 @@ def base_recipe(policy_train: PolicyTrainConfig, steps: int) -> PolicyTrainConfi
 def train_variant(task: PolicyTask, base: PolicyTrainConfig, overrides: dict) -> tuple[CompressionPolicy, pd.DataFrame]:
     """Train a fresh policy (same seed as the base) with `overrides` applied -> (policy, history)."""
     cfg = replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
-    policy = CompressionPolicy.from_llm(task.vlm.model.model.language_model, seed=cfg.seed)
+    policy = CompressionPolicy.from_llm(task.vlm.language_model, seed=cfg.seed)
     state = train_policy(policy, task.inputs_fn, task.reward_fn, len(task.split), cfg, progress=False)
     return policy.eval(), pd.DataFrame(state.history)
 

@@ -7,15 +7,16 @@ in the file are skipped). Returns lmms-eval's accuracy table (benchmarks.accurac
 
 Answering, two modes:
 - "generate" (lmms-eval's, the paper's): the item's lmms-eval `prompt` inside the model's own chat template
-  (model_loader.chat_template), greedy decoding of at most `max_new_tokens` tokens, benchmarks.parse_answer.
+  (models.loader.chat_template), greedy decoding of at most `max_new_tokens` tokens, benchmarks.parse_answer.
 - "loglikelihood" (the kit's): the same prompt, the option with the highest option-text log-likelihood
   (evaluation.option_scores). Cheaper and never unparseable, but not what the paper reports.
 
-The prompt is set without touching the adapters: the chat template becomes the adapter's `prompt_template` for the
-run (its `{problem}` = the item's lmms-eval prompt), restored afterwards.
+The prompt is set without touching the backends (models.base.VideoLLM subclasses): the chat template becomes the
+model's `prompt_template` for the run (its `{problem}` = the item's lmms-eval prompt), restored afterwards.
 
-Also here: the efficiency measurement of one method (selection and prefill time per video, `efficiency_profile`),
-and the CLI, which can also gather many runs' summaries into the paper's main and efficiency tables (--collect):
+Also here: the efficiency measurement of one method (selection and prefill time per video, `efficiency_profile`,
+which times compare.efficiency.prefill), and the CLI, which can also gather many runs' summaries into the paper's
+main and efficiency tables (--collect):
 
     python -m cacovid_lib.pipeline.benchmark_eval --params params.gpu.yaml --model llava_onevision_7b --benchmark videomme \\
         --method cacovid --retention 0.25 --out results/llava_onevision_7b/videomme/cacovid-0.25.jsonl
@@ -36,17 +37,18 @@ import torch
 from tqdm import tqdm
 
 from cacovid_lib.compare import registry
-from cacovid_lib.compare.efficiency import median_ms
+from cacovid_lib.compare.efficiency import median_ms, prefill
 from cacovid_lib.compare.evaluation import option_scores
 from cacovid_lib.compare.keep import Selection
-from cacovid_lib.data.benchmarks import LETTERS, accuracy_by_category, parse_answer
-from cacovid_lib.data.schema import answer_letter
+from cacovid_lib.data.benchmarks import accuracy_by_category, parse_answer
+from cacovid_lib.data.schema import OPTION_LETTERS, answer_letter
 from cacovid_lib.data.video_io import read_video
 from cacovid_lib.io_utils import KitInputError, append_jsonl, read_jsonl_records, run_cli, write_json_atomic
 from cacovid_lib.method.policy import CompressionPolicy
 from cacovid_lib.models.base import VideoLLM
 from cacovid_lib.models.loader import chat_template
 from cacovid_lib.models.qwen2_5_vl import Qwen25VLVideoLLM
+from cacovid_lib.pipeline.params import read_params
 
 ANSWER_MODES = ("generate", "loglikelihood")
 
@@ -69,7 +71,7 @@ def check_method(vlm, method: str) -> None:
 
 @contextmanager
 def prompt_template(vlm, template: str):
-    """`vlm.prompt_template` = `template` inside the block, the adapter's own afterwards."""
+    """`vlm.prompt_template` = `template` inside the block, the model's own afterwards."""
     before = vlm.prompt_template
     vlm.prompt_template = template
     try:
@@ -79,7 +81,7 @@ def prompt_template(vlm, template: str):
 
 
 def prompt_items(items: Sequence[dict]) -> list[dict]:
-    """The items with `problem` = their lmms-eval `prompt`, which the chat template wraps (the adapters' prompt()
+    """The items with `problem` = their lmms-eval `prompt`, which the chat template wraps (VideoLLM.prompt()
     reads `problem`); one-line errors for items that are not benchmark items or share a problem_id."""
     missing = [it.get("problem_id", "?") for it in items if "prompt" not in it]
     if missing:
@@ -136,7 +138,7 @@ def generate_pruned_inside(vlm: VideoLLM, items: list[dict], video_embeds: torch
         logits, lengths = vlm.forward_pruned_inside(seqs, starts, keeps, after_layer)  # (B, L', V), (B,)
         return logits[torch.arange(len(seqs), device=logits.device), lengths - 1]  # (B, V)
 
-    return vlm.decode_greedy(next_logits, len(items), {vlm.tokenizer.eos_token_id}, max_new_tokens)
+    return vlm.decode_greedy(next_logits, len(items), vlm.stop_ids(), max_new_tokens)
 
 
 def answer(vlm, items: list[dict], video_embeds: torch.Tensor, sel: Selection, answer_mode: str,
@@ -144,7 +146,7 @@ def answer(vlm, items: list[dict], video_embeds: torch.Tensor, sel: Selection, a
     """(predicted letter or None, raw output: generated text or option scores) for each item of the batch."""
     if answer_mode == "loglikelihood":
         scores = option_scores(vlm, items, video_embeds, sel).float().cpu()  # (B, options)
-        return [(LETTERS[int(s.argmax())], [round(float(x), 4) for x in s]) for s in scores]
+        return [(OPTION_LETTERS[int(s.argmax())], [round(float(x), 4) for x in s]) for s in scores]
     video = video_embeds if sel.video_embeds is None else sel.video_embeds.to(video_embeds.device)
     keeps = sel.keeps.to(video_embeds.device)
     if sel.prune_after_layer is None:
@@ -198,10 +200,10 @@ def evaluate_benchmark(vlm, items: Sequence[dict], method: str, retention: float
                        policy: CompressionPolicy | None = None, imp_ratio: float = 0.5, batch_size: int = 1,
                        answer_mode: str = "generate", max_new_tokens: int = 16, template: str | None = None,
                        seed: int = 0, progress: bool = True, **method_kw) -> pd.DataFrame:
-    """Evaluate `vlm` (adapter.VideoLLM or Qwen25VLVideoLLM) with `method` at `retention` on benchmark `items`,
+    """Evaluate `vlm` (a models.base.VideoLLM: LlavaOneVisionVideoLLM or Qwen25VLVideoLLM) with `method` at `retention` on benchmark `items`,
     appending one JSON line per item to `out_file` and skipping the items already there; returns
     benchmarks.accuracy_by_category over all `items`. template: the prompt template (default:
-    model_loader.chat_template(vlm)); method_kw: make_selector's fastv_layer, merge_threshold, dominant_share and
+    models.loader.chat_template(vlm)); method_kw: make_selector's fastv_layer, merge_threshold, dominant_share and
     registry.MethodSettings fields.
     Method "all" keeps every token whatever `retention` (recorded as 1.0)."""
     if answer_mode not in ANSWER_MODES:
@@ -236,25 +238,6 @@ def benchmark_score(table: pd.DataFrame, benchmark: str) -> float:
 
 
 # ---- efficiency ----------------------------------------------------------------------------------------
-@torch.no_grad()
-def prefill(vlm, prompt, video_embeds: torch.Tensor, sel: Selection) -> torch.Tensor:
-    """One prefill of one item as generation does it: the LLM over the prompt with the kept tokens, the LM head on
-    the last position only. video_embeds (N+1, D) -> next-token logits (1, V). FastV: every token through its
-    first layers, then the kept ones (forward_pruned_inside, whose LM head covers every position)."""
-    video = video_embeds if sel.video_embeds is None else sel.video_embeds[0]
-    keep = sel.keeps[0].to(video.device)
-    if sel.prune_after_layer is not None:
-        full = vlm.assemble(prompt, video, torch.ones_like(keep))
-        logits, lengths = vlm.forward_pruned_inside([full], [len(prompt.prefix_ids)], keep[None], sel.prune_after_layer)
-        return logits[:, lengths[0] - 1]
-    embeds, positions = vlm.assemble(prompt, video, keep)
-    # an explicit mask: without one, transformers reads position ids with gaps (the dropped tokens) as packed sequences
-    mask = torch.ones(1, embeds.shape[0], dtype=torch.long, device=embeds.device)
-    hidden = vlm.model.model.language_model(inputs_embeds=embeds[None], attention_mask=mask, position_ids=positions.unsqueeze(-2),
-                                            use_cache=False).last_hidden_state  # positions (L,) -> (1, L); (3, L) -> (3, 1, L)
-    return vlm.model.lm_head(hidden[:, -1])
-
-
 @torch.no_grad()
 def efficiency_profile(vlm, items: Sequence[dict], method: str, retention: float, policy: CompressionPolicy | None = None,
                        imp_ratio: float = 0.5, repeats: int = 10, template: str | None = None, seed: int = 0,
@@ -311,7 +294,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--params", help="a GPU-profile params file (params.gpu.yaml): defaults for everything below")
     p.add_argument("--model", help="model folder, or a key of the params file's models")
     p.add_argument("--benchmark", help="one of benchmarks.BENCHMARKS: videomme, mlvu_dev, mlvu_test, longvideobench, mvbench")
-    p.add_argument("--annotations", help="the benchmark's annotation file or folder (benchmarks.py names each)")
+    p.add_argument("--annotations", help="the benchmark's annotation file or folder (data/benchmarks.py names each)")
     p.add_argument("--video-root", help="the benchmark's video folder")
     p.add_argument("--method", help="a key of the method registry: " + ", ".join(
         m.key + (" (LLaVA-OneVision only)" if m.llava_only else "") for m in registry.METHODS))
@@ -352,13 +335,7 @@ def method_settings(evaluation: dict) -> dict:
 def resolve(args: argparse.Namespace) -> dict:
     """The run's settings: the command line, else the params file (its model entry, benchmark entry and
     `evaluation` block, and `num_frames`), else DEFAULTS."""
-    params: dict = {}
-    if args.params:
-        import yaml
-
-        if not Path(args.params).is_file():
-            raise KitInputError(f"{args.params}: file not found")
-        params = yaml.safe_load(Path(args.params).read_text()) or {}
+    params = read_params(args.params) if args.params else {}
     for flag in ("model", "benchmark", "method"):
         if getattr(args, flag) is None:
             raise KitInputError(f"--{flag}: required (or --collect DIR)")
@@ -403,7 +380,7 @@ def run(settings: dict) -> dict:
     if settings["method"] == "cacovid":
         if not settings["policy"]:
             raise KitInputError("--policy: required for method cacovid")
-        policy = load_policy(settings["policy"], vlm.model.model.language_model).to(vlm.device).eval()
+        policy = load_policy(settings["policy"], vlm.language_model).to(vlm.device).eval()
     common = dict(policy=policy, imp_ratio=settings["imp_ratio"], template=settings["prompt_template"], seed=settings["seed"],
                   **settings["method_kw"])
     table = evaluate_benchmark(vlm, items, settings["method"], settings["retention"], settings["num_frames"], settings["out"],

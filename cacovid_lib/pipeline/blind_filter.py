@@ -1,5 +1,5 @@
-"""Blind filtering (METHOD §4): drop the training items the frozen video LLM answers correctly with no video at all;
-they carry no signal about which tokens matter.
+"""Blind filtering (docs/method.md §4): drop the training items the frozen video LLM answers correctly with no video
+at all; they carry no signal about which tokens matter.
 
 Two entry points, one rule:
 - `blind_filter`: the embedded world's split (option-likelihood answers), notebook stage 04-filter-blind.

@@ -104,6 +104,7 @@ def main(argv=None) -> int:
         return 0
     stages = yaml.safe_load(dvc_file.read_text())["stages"]
     for name, spec in stages.items():
+        spec = spec.get("do", spec)  # a foreach stage's runs share one spec
         notebook = next(d for d in spec["deps"] if str(d).endswith(".ipynb"))
         print(f"{name}:\n" + "".join(f"  - {d}\n" for d in stage_code_deps(notebook)))
     return 0

@@ -149,6 +149,9 @@ class EvaluateParams:
 class PolicyParams:
     """`policy`: CaCoVID's policy training (05-train-policy)."""
 
+    seeds: list[int] = field(default_factory=lambda: [0])
+    """one policy is trained per seed (dvc.yaml: train_policy foreach), into models/policy/seed_<s>/; the evaluation
+    reports their mean and spread"""
     reward: typing.Literal["multiple_choice", "generation"] = "multiple_choice"
     """multiple_choice: option-text likelihood; generation: greedy answer scored by Video-R1's rewards"""
     train: dict = field(default_factory=dict)

@@ -57,8 +57,7 @@ class VideoR1Task(PolicyTask):
     handed over in float32 whatever the LLM's dtype; under accelerate's bf16 mixed precision it computes in bf16."""
 
     def __init__(self, vlm, items: list[dict], reward: str = "generation", max_new_tokens: int = KIT_MAX_NEW_TOKENS):
-        from cacovid_lib.data.benchmarks import LETTERS as OPTION_LETTERS  # A..Z: a Video-R1 item may have many options
-        from cacovid_lib.data.schema import answer_letter
+        from cacovid_lib.data.schema import OPTION_LETTERS, answer_letter  # A..Z: a Video-R1 item may have many options
         from cacovid_lib.data.video_r1 import policy_question
 
         if reward not in ("multiple_choice", "generation"):
@@ -164,7 +163,7 @@ def _train_and_save(vlm, task, num_items: int, model_dir, cfg, out_dir, accelera
     from cacovid_lib.method.policy import load_policy, save_policy
     from cacovid_lib.method.train_loop import load_trainer_state, save_training_checkpoint, train_policy
 
-    llm = vlm.model.model.language_model
+    llm = vlm.language_model
     resumed = load_trainer_state(out_dir) if resume else None
     policy = load_policy(out_dir, llm, dtype=torch.float32) if resumed else CompressionPolicy.from_llm(llm, seed=cfg.seed).float()
     state, optimizer_state = resumed or (None, None)

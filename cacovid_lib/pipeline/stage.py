@@ -6,6 +6,8 @@ looks the stage up in dvc.yaml, executes its notebook (its first `.ipynb` dep) w
 stage declares (`vlm` passes the whole block as a dict parameter `vlm`; `world.num_frames` passes
 `world = {"num_frames": ...}`) and the pipeline's paths (paths.stage_paths: a notebook run by hand writes to
 scratch/ instead), and writes the executed copy to reports/notebooks/.
+A `foreach` stage (train_policy: one run per seed of `policy.seeds`) is run one item at a time, as DVC names it:
+`python -m cacovid_lib.pipeline.stage train_policy@1`; the item is passed as the notebook parameter `seed`.
 A `KitInputError` raised inside the notebook is reported as its one-line message, not a traceback.
 """
 from __future__ import annotations
@@ -37,36 +39,75 @@ def load_params(path, names: list[str]) -> dict:
     return out
 
 
+def _substitute(value, item: str):
+    """A foreach stage's `do` block with `${item}` replaced by the item."""
+    if isinstance(value, dict):
+        return {_substitute(k, item): _substitute(v, item) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, item) for v in value]
+    return value.replace("${item}", item) if isinstance(value, str) else value
+
+
 def stage_spec(dvc_file, stage: str) -> tuple[str, list[str]]:
-    """(notebook, declared param names) of a dvc.yaml stage."""
+    """(notebook, declared param names) of a dvc.yaml stage; `name@item` for one item of a foreach stage."""
     stages = read_params(dvc_file).get("stages", {})
-    if stage not in stages:
-        raise KitInputError(f"{dvc_file}: no stage named {stage} (has: {', '.join(stages)})")
-    spec = stages[stage]
+    name, _, item = stage.partition("@")
+    if name not in stages:
+        raise KitInputError(f"{dvc_file}: no stage named {name} (has: {', '.join(stages)})")
+    spec = stages[name]
+    if ("foreach" in spec) != bool(item):
+        raise KitInputError(f"{dvc_file}: stage {name} " + (f"runs once per item of its foreach: name one, as {name}@ITEM"
+                                                             if "foreach" in spec else "has no foreach items"))
+    spec = _substitute(spec["do"], item) if item else spec
     notebooks = [d for d in spec.get("deps", []) if str(d).endswith(".ipynb")]
     if not notebooks:
         raise KitInputError(f"{dvc_file}: stage {stage} has no notebook among its deps")
     return notebooks[0], [p for p in spec.get("params", []) if isinstance(p, str)]
 
 
+def stage_runs(dvc_file, params_file) -> list[str]:
+    """Every stage run of dvc.yaml in its order, a foreach stage once per item (`train_policy@0`, ...); its items are
+    a list or a `${block.key}` of `params_file`, as DVC resolves them."""
+    runs = []
+    for name, spec in read_params(dvc_file).get("stages", {}).items():
+        items = spec.get("foreach")
+        if items is None:
+            runs.append(name)
+            continue
+        if isinstance(items, str) and items.startswith("${") and items.endswith("}"):
+            items = load_params(params_file, [items[2:-1]])
+            for key in spec["foreach"][2:-1].split("."):
+                items = items[key]
+        runs += [f"{name}@{item}" for item in items]
+    return runs
+
+
 def stage_parameters(dvc_file, stage: str, params_file, root=".") -> tuple[str, dict]:
     """(notebook, its papermill parameters) of a dvc.yaml stage: the params it declares, read from `params_file`,
-    and its path parameters below `root`."""
+    its path parameters below `root`, and for one item of a foreach stage the item as `seed`."""
     notebook, names = stage_spec(dvc_file, stage)
     notebook = str(Path(dvc_file).parent / notebook)  # dvc.yaml's deps are relative to its folder
     if not Path(notebook).is_file():
         raise KitInputError(f"{notebook}: notebook not found")
-    return notebook, {**load_params(params_file, names), **stage_paths(notebook, root)}
+    item = stage.partition("@")[2]
+    return notebook, {**load_params(params_file, names), **stage_paths(notebook, root), **({"seed": int(item)} if item else {})}
 
 
-def run_notebook(notebook, parameters: dict, executed_dir="reports/notebooks", cwd=".") -> Path:
-    """Execute `notebook` with papermill; the executed copy appears atomically in `executed_dir`."""
+def executed_name(notebook, stage: str) -> str:
+    """The executed copy's file name: the notebook's, with a foreach item after an @ (05-train-policy@1.ipynb)."""
+    item = stage.partition("@")[2]
+    return Path(notebook).stem + (f"@{item}" if item else "") + ".ipynb"
+
+
+def run_notebook(notebook, parameters: dict, executed_dir="reports/notebooks", cwd=".", name: str | None = None) -> Path:
+    """Execute `notebook` with papermill; the executed copy appears atomically in `executed_dir` (as `name`, default
+    the notebook's own file name)."""
     import papermill as pm
 
     notebook = Path(notebook)
     if not notebook.is_file():
         raise KitInputError(f"{notebook}: notebook not found")
-    out = Path(executed_dir) / notebook.name
+    out = Path(executed_dir) / (name or notebook.name)
     with atomic_path(out) as tmp:
         try:
             pm.execute_notebook(str(notebook), str(tmp), parameters=parameters, cwd=str(cwd), kernel_name="python3",
@@ -88,7 +129,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         notebook, parameters = stage_parameters(args.dvc_file, args.stage, args.params)
-        run_notebook(notebook, parameters, args.executed_dir)
+        run_notebook(notebook, parameters, args.executed_dir, name=executed_name(notebook, args.stage))
     except KitInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
