@@ -31,6 +31,22 @@ def tiny_vlm(tiny_world):
     return LlavaOneVisionVideoLLM(model, tokenizer, num_frames=8)
 
 
+@pytest.fixture(scope="session")
+def test_split(tiny_world):
+    """The tiny world's test split, videos decoded."""
+    from cacovid_lib.embedded.split import load_split
+
+    return load_split(tiny_world, "test", 8)
+
+
+@pytest.fixture(scope="session")
+def embeds(tiny_vlm, test_split):
+    """The test split's video-token embeddings by the untrained tiny video LLM: (V, N+1, D)."""
+    from cacovid_lib.models.base import encode_videos
+
+    return encode_videos(tiny_vlm, test_split.frames)
+
+
 # ---- tiny random models of the real classes, saved to disk (tests of the real-model code paths) ----------
 QWEN_FRAME = (112, 168)  # 8x12 patches -> 4x6 video tokens per 2 frames: not square, so h and w cannot be swapped
 

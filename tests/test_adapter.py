@@ -7,14 +7,8 @@ import torch
 from cacovid_lib.compare.evaluation import option_scores
 from cacovid_lib.compare.keep import Selection
 from cacovid_lib.embedded.small_vlm import save_model_folder
-from cacovid_lib.embedded.split import load_split
 from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
-
-
-@pytest.fixture(scope="module")
-def test_split(tiny_world):
-    return load_split(tiny_world, "test", 8)
 
 
 def _video(vlm, split, i=0):

@@ -7,19 +7,7 @@ import torch
 from cacovid_lib.compare import baselines
 from cacovid_lib.compare.evaluation import option_scores, predict
 from cacovid_lib.compare.keep import Selection, random_keep_rule
-from cacovid_lib.embedded.split import load_split
 from cacovid_lib.io_utils import KitInputError
-from cacovid_lib.models.base import encode_videos
-
-
-@pytest.fixture(scope="module")
-def test_split(tiny_world):
-    return load_split(tiny_world, "test", 8)
-
-
-@pytest.fixture(scope="module")
-def embeds(tiny_vlm, test_split):
-    return encode_videos(tiny_vlm, test_split.frames)  # (V, N+1, D)
 
 
 def _rules(vlm, split, ratio):

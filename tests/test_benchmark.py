@@ -8,26 +8,15 @@ import pandas as pd
 import pytest
 
 from cacovid_lib.compare import registry
-from cacovid_lib.compare.benchmark import Run, efficiency_table, main_table, retention_curve, split_context, summary_rows, sweep
+from cacovid_lib.compare.benchmark import (Run, efficiency_table, main_markdown, main_table, retention_curve, split_context,
+                                           summary_rows, sweep)
 from cacovid_lib.compare.cacovid import (choose_imp_ratio, imp_ratio_table, policy_folders, policy_keep_rule,
                                          retention_table)
 from cacovid_lib.compare.evaluation import correct
 from cacovid_lib.compare.keep import Selection, keep_all, keep_none, random_keep_rule
 from cacovid_lib.compare.registry import MethodSettings
-from cacovid_lib.embedded.split import load_split
 from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.method.policy import CompressionPolicy
-from cacovid_lib.models.base import encode_videos
-
-
-@pytest.fixture(scope="module")
-def test_split(tiny_world):
-    return load_split(tiny_world, "test", 8)
-
-
-@pytest.fixture(scope="module")
-def embeds(tiny_vlm, test_split):
-    return encode_videos(tiny_vlm, test_split.frames)  # (V, N+1, D)
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +87,15 @@ def test_main_table_with_seeds_has_a_mean_row_with_sd_and_one_row_per_seed():
     assert list(ours.index) == ["seed_1", "mean", "seed_0"]  # sorted by average
     assert ours.loc["mean", "average"] == 0.75 and ours.loc["mean", "sd"] == pytest.approx(np.std([0.5, 1.0], ddof=1))
     assert list(summary_rows(table)["seed"]) == ["", "mean"]
+
+
+def test_the_main_markdown_names_each_methods_paper_and_year():
+    runs = [Run("All tokens", "all", 1.0, np.ones(4, bool)), Run("FlashVID", "flashvid", 0.1, np.array([1, 0, 1, 1], bool)),
+            Run("Random", "random", 0.1, np.array([0, 1, 0, 0], bool))]
+    text = main_markdown(main_table(fake_split(["a"] * 4), runs, resamples=50))
+    assert "| 93.0" not in text and "75.0 [" in text  # percent, with the interval
+    assert "- **FlashVID** (2026): Fan et al., ICLR 2026 (arXiv 2602.08024)" in text
+    assert "**Random**" not in text and "**FastV**" not in text  # no paper for a floor; only the methods in the table
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """The layout's rules: imports run downhill between the rooms, and every DVC stage declares the code it runs."""
 import ast
+from pathlib import Path
 
 import pytest
 import yaml
@@ -91,3 +92,23 @@ def test_the_world_and_the_video_llm_do_not_run_the_comparison_harness():
     for stage in ("build_world", "train_vlm"):
         notebook = next(d for d in STAGES[stage]["deps"] if str(d).endswith(".ipynb"))
         assert not [d for d in stage_code_deps(notebook) if d.startswith("cacovid_lib/compare/")], stage
+
+
+def notebook_code_lines(twin: Path) -> int:
+    """Lines of code in a notebook's jupytext twin: blank lines, comments and markdown cells not counted."""
+    import jupytext
+
+    nb = jupytext.read(twin)
+    return sum(1 for cell in nb.cells if cell.cell_type == "code"
+               for line in cell.source.splitlines() if line.strip() and not line.strip().startswith("#"))
+
+
+@pytest.mark.parametrize("twin", sorted((ROOT / "notebooks").glob("*.py")), ids=lambda p: p.stem)
+def test_notebooks_are_thin(twin):
+    assert notebook_code_lines(twin) <= 60, f"{twin.name}: {notebook_code_lines(twin)} lines of code (at most 60)"
+
+
+def test_the_code_line_count_skips_markdown_comments_and_blank_lines(tmp_path):
+    twin = tmp_path / "nb.py"
+    twin.write_text("# %% [markdown]\n# prose\n\n# %%\nx = 1  # a comment after code counts\n# a comment\n\ny = 2\n")
+    assert notebook_code_lines(twin) == 2

@@ -15,8 +15,6 @@ from cacovid_lib.compare.flashvid import adts_select, flashvid_heads, flashvid_r
 from cacovid_lib.compare.holitom import best_segments, holitom_heads, holitom_rule, temporal_heads
 from cacovid_lib.compare.keep import Selection
 from cacovid_lib.compare.vidcom2 import frame_budgets, vidcom2_rule, vidcom2_select
-from cacovid_lib.embedded.split import load_split
-from cacovid_lib.models.base import encode_videos
 
 NEW = ("fastvid", "flashvid", "holitom", "vidcom2")
 
@@ -157,16 +155,6 @@ def test_each_merged_embedding_is_the_mean_of_the_tokens_merged_into_it(heads_of
 
 
 # ---- through the registry, on the tiny model ---------------------------------------------------------------
-@pytest.fixture(scope="module")
-def test_split(tiny_world):
-    return load_split(tiny_world, "test", 8)
-
-
-@pytest.fixture(scope="module")
-def embeds(tiny_vlm, test_split):
-    return encode_videos(tiny_vlm, test_split.frames)  # (V, N+1, D)
-
-
 def test_registry_builds_each_new_method_on_the_tiny_model(tiny_vlm, test_split, embeds):
     idx = np.arange(2)
     batch = embeds[test_split.video_of_item[idx]]

@@ -125,8 +125,11 @@ def main_markdown(table: pd.DataFrame) -> str:
                         **{t: (shown[t] * 100).round(1) for t in types}, "average [95% CI]": average,
                         "share_of_upper_bound": (shown["share_of_upper_bound"] * 100).round(1)})
     seeds = "" if "sd" not in table else " CaCoVID: mean over training seeds ± their standard deviation (each seed's row in main.csv)."
+    papers = [f"- **{m.name}** ({m.year}): {m.paper}" for m in registry.METHODS if m.year and m.name in set(shown["method"])]
     return ("Test accuracy (%) by question type; the average with its 95% bootstrap interval over the test questions; "
-            f"`share_of_upper_bound` = average / all-token average (%).{seeds}\n\n" + out.to_markdown(index=False) + "\n")
+            f"`share_of_upper_bound` = average / all-token average (%).{seeds}\n\n" + out.to_markdown(index=False)
+            + "\n\nThe methods, by paper and year (compare/registry.py; each module's docstring lists its simplifications):\n\n"
+            + "\n".join(papers) + "\n")
 
 
 def retention_curve(table: pd.DataFrame) -> pd.DataFrame:

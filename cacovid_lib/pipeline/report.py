@@ -13,7 +13,7 @@ SECTIONS = [
     ("CaCoVID against random selection", "tables/policy.md", "figures/policy_retention.png",
      "The trained policy at every retention ratio (imp_ratio chosen on validation)."),
     ("Main table: every method at every retention ratio", "tables/main.md", "figures/benchmark_retention.png",
-     "Test accuracy (%) per question type and on average, and as a share of the all-token upper bound."),
+     "Every registered method on the same test questions, at the same token budgets."),
     ("Efficiency", "tables/efficiency.md", None,
      "Selection time, LLM prefill time and peak memory for one video on this machine, then the analytic "
      "prefill FLOPs for LLaVA-OneVision-7B at 32 frames."),
