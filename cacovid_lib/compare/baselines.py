@@ -327,6 +327,25 @@ def merge_into_heads(video_tokens: torch.Tensor, head_of: torch.Tensor) -> tuple
     return keep, merged
 
 
+def merging_rule(grid, retention: float, heads_fn, saliency=None):
+    """A merging method (FastVID, FlashVID, HoliTom) as a keep rule: per item, heads_fn(tokens (N, D), saliency (N,),
+    k) -> head_of (N,), each token's head (-1: dropped), and every group merges into its head (merge_into_heads).
+    `saliency(idx, video_embeds) -> (B, N)`; None: frame_distinctiveness."""
+
+    def rule(idx, video_embeds):
+        n = video_embeds.shape[1] - 1
+        k = token_budget(n, retention)
+        scores = saliency(idx, video_embeds) if saliency is not None else None  # (B, N)
+        keeps, merged = [], video_embeds.clone()
+        for row, v in enumerate(video_embeds):
+            s = scores[row] if scores is not None else frame_distinctiveness(v[:n], grid)  # (N,)
+            keep, merged[row, :n] = merge_into_heads(v[:n], heads_fn(v[:n], s, k))
+            keeps.append(keep)
+        return Selection(torch.stack(keeps), video_embeds=merged)
+
+    return rule
+
+
 def density_peaks(tokens: torch.Tensor, k: int, neighbours: int = 5) -> torch.Tensor:
     """DPC-kNN (density-peaks clustering with k-nearest-neighbour density, as FastVID and HoliTom use it): the k
     tokens with the highest density x distance-to-a-denser-token, under cosine distance. (M, D) -> (k,) indices."""

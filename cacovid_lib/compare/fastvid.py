@@ -28,10 +28,7 @@ from __future__ import annotations
 
 import torch
 
-from cacovid_lib.compare.baselines import (
-    cosine_matrix, density_peaks, frame_distinctiveness, merge_into_heads, split_budget, token_budget
-)
-from cacovid_lib.compare.keep import Selection
+from cacovid_lib.compare.baselines import cosine_matrix, density_peaks, merging_rule, split_budget
 
 
 def segment_video(frame_features: torch.Tensor, min_segments: int, threshold: float = 0.9) -> list[tuple[int, int]]:
@@ -81,17 +78,5 @@ def fastvid_heads(video_tokens: torch.Tensor, grid, saliency: torch.Tensor, k: i
 def fastvid_rule(grid, retention: float, saliency=None, segment_share: float = 0.25, threshold: float = 0.9,
                  salient_share: float = 0.4, anchor_interval: int = 4):
     """FastVID as a keep rule; `saliency(idx, video_embeds) -> (B, N)` (None: baselines.frame_distinctiveness)."""
-
-    def rule(idx, video_embeds):
-        n = video_embeds.shape[1] - 1
-        k = token_budget(n, retention)
-        scores = saliency(idx, video_embeds) if saliency is not None else None  # (B, N)
-        keeps, merged = [], video_embeds.clone()
-        for row, v in enumerate(video_embeds):
-            s = scores[row] if scores is not None else frame_distinctiveness(v[:n], grid)
-            heads = fastvid_heads(v[:n], grid, s, k, segment_share, threshold, salient_share, anchor_interval)
-            keep, merged[row, :n] = merge_into_heads(v[:n], heads)
-            keeps.append(keep)
-        return Selection(torch.stack(keeps), video_embeds=merged)
-
-    return rule
+    return merging_rule(grid, retention, lambda tokens, s, k: fastvid_heads(
+        tokens, grid, s, k, segment_share, threshold, salient_share, anchor_interval), saliency)

@@ -26,10 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from cacovid_lib.compare.baselines import (
-    cosine_matrix, frame_distinctiveness, merge_into_heads, split_budget, token_budget
-)
-from cacovid_lib.compare.keep import Selection
+from cacovid_lib.compare.baselines import cosine_matrix, merging_rule, split_budget
 
 
 def _scaled(x: torch.Tensor) -> torch.Tensor:
@@ -111,17 +108,5 @@ def flashvid_heads(video_tokens: torch.Tensor, grid, saliency: torch.Tensor, k: 
 
 def flashvid_rule(grid, retention: float, saliency=None, selected_share: float = 0.7, threshold: float = 0.8):
     """FlashVID as a keep rule; `saliency(idx, video_embeds) -> (B, N)` (None: baselines.frame_distinctiveness)."""
-
-    def rule(idx, video_embeds):
-        n = video_embeds.shape[1] - 1
-        k = token_budget(n, retention)
-        scores = saliency(idx, video_embeds) if saliency is not None else None  # (B, N)
-        keeps, merged = [], video_embeds.clone()
-        for row, v in enumerate(video_embeds):
-            s = scores[row].cpu() if scores is not None else frame_distinctiveness(v[:n], grid).cpu()
-            heads = flashvid_heads(v[:n], grid, s, k, selected_share, threshold)
-            keep, merged[row, :n] = merge_into_heads(v[:n], heads)
-            keeps.append(keep)
-        return Selection(torch.stack(keeps), video_embeds=merged)
-
-    return rule
+    return merging_rule(grid, retention, lambda tokens, s, k: flashvid_heads(
+        tokens, grid, s.cpu(), k, selected_share, threshold), saliency)

@@ -29,10 +29,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from cacovid_lib.compare.baselines import (
-    cosine_matrix, density_peaks, frame_distinctiveness, merge_into_heads, split_budget, token_budget
-)
-from cacovid_lib.compare.keep import Selection
+from cacovid_lib.compare.baselines import cosine_matrix, density_peaks, merging_rule, split_budget
 
 
 def adjacent_similarity(video_tokens: torch.Tensor, grid) -> torch.Tensor:
@@ -117,16 +114,4 @@ def holitom_heads(video_tokens: torch.Tensor, grid, saliency: torch.Tensor, k: i
 
 def holitom_rule(grid, retention: float, saliency=None, threshold: float = 0.8):
     """HoliTom as a keep rule; `saliency(idx, video_embeds) -> (B, N)` (None: baselines.frame_distinctiveness)."""
-
-    def rule(idx, video_embeds):
-        n = video_embeds.shape[1] - 1
-        k = token_budget(n, retention)
-        scores = saliency(idx, video_embeds) if saliency is not None else None  # (B, N)
-        keeps, merged = [], video_embeds.clone()
-        for row, v in enumerate(video_embeds):
-            s = scores[row] if scores is not None else frame_distinctiveness(v[:n], grid)
-            keep, merged[row, :n] = merge_into_heads(v[:n], holitom_heads(v[:n], grid, s, k, threshold))
-            keeps.append(keep)
-        return Selection(torch.stack(keeps), video_embeds=merged)
-
-    return rule
+    return merging_rule(grid, retention, lambda tokens, s, k: holitom_heads(tokens, grid, s, k, threshold), saliency)
