@@ -2,7 +2,7 @@
 busy_world_spec) through the notebook-02 code path (train_small_vlm), then validation accuracy with all tokens /
 blind / random 10% (and 25%), per question type.
 Usage: .venv/bin/python scripts/explore_busy_world.py RUN_NAME grid=6 layers=6 steps=1200 batch_size=16 \
-           vision_steps=400 curriculum_steps=400 questions_per_video=2 eval_every=300
+           vision_steps=400 curriculum_steps=400 questions_per_video=2 eval_every=300 [no_counting=1]
 Writes the world and the run under scratch/explore/ (ignored by git and DVC)."""
 import json
 import pathlib
@@ -26,8 +26,14 @@ train_videos = int(kw.pop("train_videos", 2400))
 eval_every = int(kw.pop("eval_every", 0))
 train_kw = {k: (float(v) if "." in v else int(v)) for k, v in kw.items()}
 out = pathlib.Path("scratch/explore") / name
+no_counting = kw.pop("no_counting", "0") == "1"  # only today's three question types, on the busy scenes
 spec = busy_world_spec(grid)
-world = pathlib.Path(f"scratch/explore/world_g{grid}_{train_videos}")
+if no_counting:
+    from dataclasses import replace
+
+    from cacovid_lib.embedded.world import QUESTION_TYPES
+    spec = replace(spec, question_types=QUESTION_TYPES)  # binding questions ask only about unique attributes
+world = pathlib.Path(f"scratch/explore/world_g{grid}_{train_videos}{'_nocount' if no_counting else ''}")
 t0 = time.time()
 if not (world / "world_spec.json").exists():
     print(build_world(world, seed=0, num_videos={"train": train_videos, "val": 75, "test": 250}, spec=spec), flush=True)
