@@ -1,13 +1,12 @@
-"""cacovid_lib: the CaCoVID reproducibility kit's library.
+"""cacovid_lib: the CaCoVID reproducibility kit's library, in rooms by job (imports run downhill only):
 
-Modules, one job each:
-- world: render the embedded video-QA world (MP4 + Video-R1 JSON + per-token layouts)
-- video_io: read videos with decord (uniform frame sampling), write them with PyAV
-- data: a split with its videos decoded once
-- tokenizer: the small video LLM's word-level tokenizer
-- small_vlm: build and train the small LLaVA-OneVision video LLM
-- adapter: video -> video tokens, prompt -> embeddings, compressed forward, answer scoring
-- evaluation: accuracy under any keep-mask rule
-- stage: run a dvc.yaml stage's notebook with papermill and params.yaml
-- io_utils: atomic writes and the one-line KitInputError
+- io_utils: the floor: the one-line KitInputError, atomic writes, JSON / JSON-lines, the CLIs' error handling
+- method/: CaCoVID itself, model-agnostic (torch only): policy, sampling, grpo, selection, train_loop, health
+- data/: the Video-R1 item schema, video reading, Video-R1 training JSON, the real benchmarks' loaders
+- models/: the VideoLLM interface and its LLaVA-OneVision and Qwen2.5-VL adapters, loading, preprocessing, rewards
+- embedded/: the embedded default: the rendered world, its statistics, tokenizer and small video LLM
+- compare/: the comparison harness: keep rules and the one method registry, baselines, evaluation, intervals,
+  benchmark sweep, efficiency, audit, the GPU efficiency profile
+- pipeline/: the DVC stages' runner and library (typed params, paths, metrics, figures, report, ablations, policy
+  training) and the command-line entry points; nothing outside pipeline/ imports it
 """

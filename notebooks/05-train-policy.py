@@ -35,7 +35,7 @@ from dataclasses import replace
 
 import pandas as pd
 
-from cacovid_lib.io_utils import save_csv, save_figure
+from cacovid_lib.io_utils import KitInputError, save_csv, save_figure
 from cacovid_lib.method.train_loop import PolicyTrainConfig
 from cacovid_lib.pipeline.params import PolicyParams, WorldParams, parse
 from cacovid_lib.pipeline.paths import at_project_root, input_path
@@ -44,6 +44,8 @@ from cacovid_lib.pipeline.policy_training import policy_training_figure, train_p
 at_project_root()  # paths are relative to the project root, also where JupyterLab starts the kernel (notebooks/)
 num_frames = parse(WorldParams, world, "world").num_frames
 p = parse(PolicyParams, policy, "policy")
+if "seed" in p.train:
+    raise KitInputError("policy.train.seed: not used; the policies' seeds are policy.seeds")
 cfg = replace(parse(PolicyTrainConfig, p.train, "policy.train"), seed=p.seeds[0] if seed is None else seed)
 out_dir = f"{policy_dir}/seed_{cfg.seed}"
 start = time.time()

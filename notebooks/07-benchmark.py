@@ -97,7 +97,7 @@ efficiency = efficiency_table(split_context(vlm, test), test_embeds[test.video_o
 efficiency
 
 # %% [markdown]
-# ## Analytic prefill FLOPs: LLaVA-OneVision-7B (Qwen2-7B) at 32 frames
+# ## Analytic prefill FLOPs: LLaVA-OneVision-7B (Qwen2-7B) at `flops_frames` frames
 # FastV's FLOPs count adapted to grouped-query attention and SwiGLU (cacovid_lib/compare/efficiency.py). "with
 # policy" adds CaCoVID's one policy layer over the full prompt.
 

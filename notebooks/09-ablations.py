@@ -53,7 +53,8 @@ from cacovid_lib.pipeline.policy_training import PolicyTask
 at_project_root()  # paths are relative to the project root, also where JupyterLab starts the kernel (notebooks/)
 num_frames = parse(WorldParams, world, "world").num_frames
 p = parse(AblationsParams, ablations, "ablations")
-base = base_recipe(parse(PolicyTrainConfig, parse(PolicyParams, policy, "policy").train, "policy.train"), p.steps)
+pp = parse(PolicyParams, policy, "policy")
+base = base_recipe(parse(PolicyTrainConfig, pp.train, "policy.train"), p.steps)
 imp_ratio = read_json(input_path(policy_metrics))["imp_ratio"]  # chosen on validation by stage 06
 vlm = LlavaOneVisionVideoLLM.from_pretrained(input_path(model_dir), num_frames=num_frames)
 for weight in vlm.model.parameters():
@@ -66,7 +67,7 @@ val_embeds = encode_videos(vlm, val.frames)
 # ## Training: every distinct run once (the base recipe is shared by all ablations)
 
 # %%
-results, histories = run_ablations(PolicyTask(vlm, train), base, p.variants, val, val_embeds, p.retention_ratios, imp_ratio)
+results, histories = run_ablations(PolicyTask(vlm, train, reward=pp.reward, max_new_tokens=base.reward_max_new_tokens), base, p.variants, val, val_embeds, p.retention_ratios, imp_ratio)
 save_csv(histories, f"{plots_dir}/ablations.csv")
 
 # %% [markdown]

@@ -24,9 +24,9 @@ kw = dict(a.split("=") for a in sys.argv[2:])
 grid, layers = int(kw.pop("grid", 6)), int(kw.pop("layers", 6))
 train_videos = int(kw.pop("train_videos", 2400))
 eval_every = int(kw.pop("eval_every", 0))
+no_counting = kw.pop("no_counting", "0") == "1"  # only today's three question types, on the busy scenes
 train_kw = {k: (float(v) if "." in v else int(v)) for k, v in kw.items()}
 out = pathlib.Path("scratch/explore") / name
-no_counting = kw.pop("no_counting", "0") == "1"  # only today's three question types, on the busy scenes
 spec = busy_world_spec(grid)
 if no_counting:
     from dataclasses import replace

@@ -104,7 +104,6 @@ def test_efficiency_table_times_every_method_for_one_video(tiny_vlm, test_split,
                              MethodSettings(fastv_layer=0), policies["seed_0"], repeats=1)
     assert list(table["method"]) == ["All tokens"] + [m.name for m in registry.compressing_methods()]
     assert (table["prefill_ms"] > 0).all() and (table["selection_ms"].iloc[1:] > 0).all()
-    assert table["total_ms"].tolist() == pytest.approx((table["selection_ms"] + table["prefill_ms"]).tolist(), abs=2e-3)
 
 
 def test_imp_ratio_is_chosen_on_the_mean_over_ratios_and_the_first_of_equals():

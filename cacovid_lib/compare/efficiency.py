@@ -81,11 +81,7 @@ def prefill(vlm, prompt, video_embeds: torch.Tensor, sel: Selection) -> torch.Te
         full = vlm.assemble(prompt, video, torch.ones_like(keep))
         logits, lengths = vlm.forward_pruned_inside([full], [len(prompt.prefix_ids)], keep[None], sel.prune_after_layer)
         return logits[:, lengths[0] - 1]
-    embeds, positions = vlm.assemble(prompt, video, keep)
-    # an explicit mask: without one, transformers reads position ids with gaps (the dropped tokens) as packed sequences
-    mask = torch.ones(1, embeds.shape[0], dtype=torch.long, device=embeds.device)
-    hidden = vlm.language_model(inputs_embeds=embeds[None], attention_mask=mask, position_ids=positions.unsqueeze(-2),
-                               use_cache=False).last_hidden_state  # positions (L,) -> (1, L); (3, L) -> (3, 1, L)
+    hidden, _ = vlm.hidden_states([vlm.assemble(prompt, video, keep)])  # (1, L, D)
     return vlm.model.lm_head(hidden[:, -1])
 
 @dataclass

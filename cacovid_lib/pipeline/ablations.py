@@ -3,7 +3,7 @@ setting each, scored on the validation split (never the test split), and the tab
 
     base = base_recipe(policy_train, steps)                  # policy.train with the ablations' step count
     results, histories = run_ablations(task, base, variants, val, val_embeds, ratios, imp_ratio)
-    tables = ablation_tables(variants, results)              # one table per ablation (+ imp_ratio_ablation)
+    tables = ablation_tables(variants, results)              # one table per ablation (imp_ratio_ablation: another)
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def run_ablations(task: PolicyTask, base: PolicyTrainConfig, variants: dict[str,
                   ratios, imp_ratio: float, seed: int = 0) -> tuple[dict[str, dict], pd.DataFrame]:
     """Train every distinct run of `variants` once (ablation_runs) and score it on `split` (validation) ->
     ({run name: validation scores, final_token_reward (mean token-mode reward over the last fifth of training),
-    train_s}, the runs' histories, HISTORY_COLUMNS)."""
+    train_s}, the runs' histories (HISTORY_COLUMNS, one row per step and run))."""
     results, histories = {}, []
     for name, overrides in tqdm(ablation_runs(variants).items(), desc="ablation runs", mininterval=5):
         start = time.time()

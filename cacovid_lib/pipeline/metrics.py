@@ -100,7 +100,7 @@ def benchmark_metrics(table: pd.DataFrame, num_test: int, ratios=HEADLINE_RATIOS
                                      row["ci_high"], row.get("sd")))
         ours = at_r[at_r["method"] == "CaCoVID"]
         if not ours.empty:
-            # the best other method on the rounded accuracies (ties: the later name), as the metrics show them
+            # the best other method on the rounded accuracies (ties: the alphabetically last name), as the metrics show them
             best, name = max((round(float(a), DIGITS), m) for m, a in zip(at_r["method"], at_r["average"]) if m != "CaCoVID")
             out[f"cacovid_share_of_upper_bound_{at(r)}"] = ours["share_of_upper_bound"].iloc[0]
             out[f"cacovid_margin_{at(r)}"] = round(float(ours["average"].iloc[0]), DIGITS) - best

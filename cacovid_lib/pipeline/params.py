@@ -224,12 +224,28 @@ class AblationsParams:
 class MethodParams:
     """`methods`: the baselines' own settings, shared by the benchmark and the audit (compare/registry.py)."""
 
-    fastv_layer: int = 0
+    fastv_layer: int = 1
     """FastV prunes after this LLM layer (K = layer + 1; FastV's K = 2 of 32 layers is ~6% of depth)"""
     temporal_merge_threshold: float = 0.9
     """cosine similarity above which a token merges into the same position of the previous frame"""
     visionzip_dominant_share: float = 54 / 64
     """share of VisionZip's kept tokens that are dominant (its default 54 of 64)"""
+    fastvid_segment_share: float = 0.25
+    """FastVID: at least c = share x frames segments (the paper's c = 8 of 32 frames)"""
+    fastvid_threshold: float = 0.9
+    """FastVID: adjacent frames less similar than this are cut apart (the paper's 0.9)"""
+    fastvid_salient_share: float = 0.4
+    """FastVID: share of a segment's budget kept by saliency (the paper's d = 0.4)"""
+    fastvid_anchor_interval: int = 4
+    """FastVID: density-peak anchors come from every p-th frame (the paper's p = 4)"""
+    flashvid_selected_share: float = 0.7
+    """FlashVID: share of the budget its per-frame selection keeps; the rest are merged trees (the kit's setting)"""
+    flashvid_threshold: float = 0.8
+    """FlashVID: a token links to the previous frame's most similar token at this cosine or more (the kit's setting)"""
+    holitom_threshold: float = 0.8
+    """HoliTom: a token this similar to the previous frame's is temporally redundant (the kit's setting)"""
+    vidcom2_temperature: float = 0.01
+    """VidCom²: softmax temperature of the frames' uniqueness"""
 
 
 STAGE_PARAMS = {"world": WorldParams, "vlm": VLMParams, "evaluate": EvaluateParams, "policy": PolicyParams,

@@ -1,6 +1,7 @@
 """Connects the model-agnostic policy loop to a video LLM and its training items: the embedded world's split with
 cached video tokens (PolicyTask) or Video-R1 items streamed batch by batch (VideoR1Task), the loop's `inputs_fn`
-and `reward_fn`, and the trained policy as a keep rule for evaluation."""
+and `reward_fn`; the training entry points for the world and for Video-R1, and the training figure. (The trained
+policy as a keep rule is compare/cacovid.py's policy_keep_rule.)"""
 from __future__ import annotations
 
 import math

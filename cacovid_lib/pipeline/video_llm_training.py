@@ -4,13 +4,18 @@ comparison code.)"""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pandas as pd
 
-from cacovid_lib.embedded.small_vlm import (SmallVLMConfig, VLMTrainConfig, build_small_vlm, config_dict,
-                                            save_model_folder, train_small_vlm)
+from cacovid_lib.embedded.small_vlm import (
+    SmallVLMConfig, VLMTrainConfig, build_small_vlm, check_matches_world, config_dict, save_model_folder,
+    train_small_vlm
+)
 from cacovid_lib.embedded.split import load_split
 from cacovid_lib.embedded.tokenizer import build_tokenizer
+from cacovid_lib.embedded.world import WorldSpec
+from cacovid_lib.io_utils import read_json
 from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
 
 
@@ -18,6 +23,7 @@ def train_video_llm(world_dir, num_frames: int, model_cfg: SmallVLMConfig, train
                     model_dir) -> pd.DataFrame:
     """Build a fresh small video LLM (seeded by train_cfg.seed), train it on the world's train split and save it to
     `model_dir` (save_pretrained, with the resolved configs). Returns the loss history, one row per step."""
+    check_matches_world(model_cfg, WorldSpec(**read_json(Path(world_dir) / "world_spec.json")))  # one line if not
     train = load_split(world_dir, "train", num_frames)
     tokenizer = build_tokenizer()
     model = build_small_vlm(tokenizer, model_cfg, seed=train_cfg.seed)
