@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -36,14 +41,12 @@ plots_dir = "scratch/reports/plots"                 # written
 figures_dir = "scratch/reports/figures"             # written
 
 # %%
-import dataclasses
-
-import pandas as pd
 import torch
 
 from cacovid_lib.compare.benchmark import (efficiency_markdown, efficiency_table, main_markdown, main_table, retention_curve,
                                           split_context, sweep)
 from cacovid_lib.compare.cacovid import load_policies
+from cacovid_lib.compare.coverage import coverage_table
 from cacovid_lib.compare.efficiency import QWEN2_7B, flops_table
 from cacovid_lib.compare.registry import MethodSettings
 from cacovid_lib.embedded.split import load_split
@@ -59,7 +62,7 @@ at_project_root()  # paths are relative to the project root, also where JupyterL
 num_frames = parse(WorldParams, world, "world").num_frames
 p = parse(BenchmarkParams, benchmark, "benchmark")
 imp_ratio = read_json(input_path(policy_metrics))["imp_ratio"]  # chosen on the validation split by stage 06
-settings = MethodSettings(**dataclasses.asdict(parse(MethodParams, methods, "methods")), imp_ratio=imp_ratio, seed=p.seed)
+settings = MethodSettings(**vars(parse(MethodParams, methods, "methods")), imp_ratio=imp_ratio, seed=p.seed)
 torch.manual_seed(p.seed)
 vlm = LlavaOneVisionVideoLLM.from_pretrained(input_path(model_dir), num_frames=num_frames)
 policies = load_policies(input_path(policy_dir), vlm)
@@ -85,6 +88,15 @@ save_figure(retention_figure(curve, upper, "accuracy vs retention, test split", 
 write_metrics(f"{metrics_dir}/benchmark.json", benchmark_metrics(main, len(test)))
 
 # %% [markdown]
+# ## Which objects do the kept tokens show? (the generator's ground truth; compare/coverage.py)
+# Per method and ratio: the share of questions with a kept token on every asked object that is on screen, the
+# objects with a kept token, and the share of kept tokens on background or clutter.
+
+# %%
+save_csv(coverage := coverage_table(test, runs).round(4), f"{tables_dir}/coverage.csv")
+coverage
+
+# %% [markdown]
 # ## Efficiency for one video at `efficiency_ratio`: selection time, LLM prefill, peak memory
 # Medians over `timing_repeats` after warm-up, one process on this machine. The prefill is one forward over the
 # prompt with the kept tokens, as generation does it (FastV: every token through its first layers, then the kept
@@ -102,8 +114,7 @@ efficiency
 # policy" adds CaCoVID's one policy layer over the full prompt.
 
 # %%
-video_tokens = p.flops_frames * p.flops_tokens_per_frame
-flops = pd.DataFrame(flops_table(QWEN2_7B, video_tokens, p.flops_text_tokens, p.retention_ratios)).round(3)
+flops = flops_table(QWEN2_7B, p.flops_frames * p.flops_tokens_per_frame, p.flops_text_tokens, p.retention_ratios).round(3)
 flops
 
 # %%

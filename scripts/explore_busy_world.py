@@ -2,7 +2,8 @@
 busy_world_spec) through the notebook-02 code path (train_small_vlm), then validation accuracy with all tokens /
 blind / random 10% (and 25%), per question type.
 Usage: .venv/bin/python scripts/explore_busy_world.py RUN_NAME grid=6 layers=6 steps=1200 batch_size=16 \
-           vision_steps=400 curriculum_steps=400 questions_per_video=2 eval_every=300 [no_counting=1]
+           vision_steps=400 curriculum_steps=400 questions_per_video=2 eval_every=300 [hidden=128] [no_counting=1]
+(THREADS=1 in the environment: one torch thread)
 Writes the world and the run under scratch/explore/ (ignored by git and DVC)."""
 import json
 import pathlib
@@ -11,7 +12,9 @@ import time
 
 import torch
 
-torch.set_num_threads(2)
+import os
+
+torch.set_num_threads(int(os.environ.get("THREADS", "2")))  # THREADS=1: two explorations side by side
 from cacovid_lib.embedded.world import build_world, busy_world_spec
 from cacovid_lib.embedded.split import load_split
 from cacovid_lib.embedded.tokenizer import build_tokenizer
@@ -21,7 +24,7 @@ from cacovid_lib.pipeline.video_llm_evaluation import evaluate_video_llm
 
 name = sys.argv[1]
 kw = dict(a.split("=") for a in sys.argv[2:])
-grid, layers = int(kw.pop("grid", 6)), int(kw.pop("layers", 6))
+grid, layers, hidden = int(kw.pop("grid", 6)), int(kw.pop("layers", 6)), int(kw.pop("hidden", 128))
 train_videos = int(kw.pop("train_videos", 2400))
 eval_every = int(kw.pop("eval_every", 0))
 no_counting = kw.pop("no_counting", "0") == "1"  # only today's three question types, on the busy scenes
@@ -40,7 +43,7 @@ if not (world / "world_spec.json").exists():
 print(f"world {time.time() - t0:.0f} s", flush=True)
 train, val = load_split(world, "train", 8), load_split(world, "val", 8)
 tok = build_tokenizer(spec)
-mcfg = SmallVLMConfig(image_size=96, patch_size=48 // grid, text_layers=layers)
+mcfg = SmallVLMConfig(image_size=96, patch_size=48 // grid, text_layers=layers, text_hidden=hidden)
 tcfg = VLMTrainConfig(**train_kw)
 print(mcfg, tcfg, flush=True)
 model = build_small_vlm(tok, mcfg, seed=tcfg.seed)

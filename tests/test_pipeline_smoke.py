@@ -159,6 +159,10 @@ def test_benchmark(smoke):
     eff = smoke.json("reports/metrics/efficiency.json")
     assert _flat(eff) and eff["cacovid_selection_ms"] > 0 and eff["llava_ov_7b_speedup_at_0.10"] > 1
     assert smoke.file("reports/figures/benchmark_retention.png").stat().st_size > 1000
+    coverage = pd.read_csv(smoke.file("reports/tables/coverage.csv"))
+    assert len(coverage) == 1 + len(methods) * 2  # CaCoVID's seeds averaged into one row per ratio
+    everything = coverage[coverage["method"] == "All tokens"].iloc[0]
+    assert everything["asked_objects_kept"] == 1.0 and (coverage["asked_objects_kept"].between(0, 1)).all()
 
 
 @pytest.mark.slow

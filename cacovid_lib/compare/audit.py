@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from cacovid_lib.compare.baselines import last_token_attention, vision_attention_received
+from cacovid_lib.data.schema import asked_objects
 from cacovid_lib.method.policy import CompressionPolicy, scores
 from cacovid_lib.models.base import VideoLLM
 
@@ -23,7 +24,7 @@ class AuditSample:
     answers: np.ndarray  # (B,) index of the correct option
     pixels: torch.Tensor  # (B, t, 3, S, S)
     video_embeds: torch.Tensor  # (B, N+1, D)
-    target: torch.Tensor  # (B, N) bool: tokens on the asked-about object
+    target: torch.Tensor  # (B, N) bool: tokens on an asked-about object (none for a count of zero)
 
 
 @torch.no_grad()
@@ -32,7 +33,7 @@ def audit_sample(vlm: VideoLLM, split, num_items: int, seed: int = 0) -> AuditSa
     idx = np.sort(np.random.default_rng(seed).choice(len(split), num_items, replace=False))
     items = [split.items[i] for i in idx]
     pixels = torch.stack([vlm.preprocess(split.frames[v]) for v in split.video_of_item[idx]])  # (B, t, 3, S, S)
-    target = torch.from_numpy(np.stack([split.object_labels[v].reshape(-1) == it["target_object"]
+    target = torch.from_numpy(np.stack([np.isin(split.object_labels[v].reshape(-1), asked_objects(it))
                                         for v, it in zip(split.video_of_item[idx], items)]))  # (B, N)
     return AuditSample(idx, items, split.answers[idx], pixels, vlm.encode_video(pixels), target)
 
@@ -74,7 +75,8 @@ def spearman_correlation(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def rank_agreement(maps: dict[str, torch.Tensor], target_masks: torch.Tensor, k: int) -> pd.DataFrame:
     """For each score: mean over items of its Spearman correlation with the contribution, the share of the
-    k most-contributing tokens among its top k, and the share of its top k on the question's target object.
+    k most-contributing tokens among its top k, and the share of its top k on the question's asked objects (over
+    the items whose asked objects are on screen: a count of zero asks about none).
     maps: (B, N) tensors, target_masks (B, N) bool -> one row per score."""
     contribution = maps["contribution"]
     top_contrib = contribution.topk(k, dim=1).indices
@@ -83,7 +85,7 @@ def rank_agreement(maps: dict[str, torch.Tensor], target_masks: torch.Tensor, k:
         spearman = [spearman_correlation(s, c) for s, c in zip(score, contribution)]
         top = score.topk(k, dim=1).indices  # (B, k)
         overlap = [len(set(a.tolist()) & set(b.tolist())) / k for a, b in zip(top, top_contrib)]
-        on_target = target_masks.gather(1, top).float().mean(1)  # (B,)
+        on_target = target_masks.gather(1, top).float().mean(1)[target_masks.any(1)]  # (items with a target,)
         rows.append({"score": name, "spearman_with_contribution": float(np.nanmean(spearman)),
                      f"top{k}_overlap_with_contribution": float(np.mean(overlap)),
                      f"top{k}_on_target_object": float(on_target.mean())})

@@ -19,7 +19,7 @@ import torch
 
 from cacovid_lib.compare import registry
 from cacovid_lib.compare.efficiency import median_ms, peak_memory_mb, prefill
-from cacovid_lib.compare.evaluation import correct
+from cacovid_lib.compare.evaluation import predict
 from cacovid_lib.compare.intervals import bootstrap_interval
 from cacovid_lib.compare.keep import keep_all
 from cacovid_lib.compare.registry import MethodContext, MethodSettings
@@ -38,6 +38,7 @@ class Run:
     retention: float
     outcomes: np.ndarray  # (num_items,) bool
     seed: str | None = None  # the policy this CaCoVID run used (its folder's name); None for every other method
+    keeps: np.ndarray | None = None  # (num_items, N) bool: the kept video tokens (compare.coverage reads them)
 
 
 def split_context(vlm, split, policy=None) -> MethodContext:
@@ -55,13 +56,17 @@ def sweep(ctx: MethodContext, split, video_embeds: torch.Tensor, ratios: list[fl
     encoded once: video_embeds (V, N+1, D)). CaCoVID runs once per policy in `policies` (name -> trained policy;
     none: CaCoVID is left out). The ratio-independent scores (attention) are computed once per batch and shared."""
     ctx = replace(ctx, shared=registry.shared_scores(ctx, settings))
-    runs = [Run(UPPER, "all", 1.0, correct(ctx.vlm, split, keep_all, "all tokens", video_embeds))]
+
+    def run(name, key, ratio, rule, seed=None):
+        preds, keeps = predict(ctx.vlm, split, rule, desc=f"{name} {ratio}", video_embeds=video_embeds)
+        return Run(name, key, ratio, preds == split.answers, seed, keeps)
+
+    runs = [run(UPPER, "all", 1.0, keep_all)]
     for m in registry.compressing_methods(trained=bool(policies)):
         for seed, policy in (policies.items() if m.trained else [(None, None)]):
             method_ctx = ctx if policy is None else replace(ctx, policy=policy)
             for r in ratios:
-                rule = registry.build(m.key, method_ctx, r, settings)
-                runs.append(Run(m.name, m.key, r, correct(ctx.vlm, split, rule, f"{m.name} {r}", video_embeds),
+                runs.append(run(m.name, m.key, r, registry.build(m.key, method_ctx, r, settings),
                                 None if len(policies or {}) < 2 else seed))
     return runs
 

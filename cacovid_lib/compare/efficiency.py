@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from cacovid_lib.compare.keep import Selection
@@ -109,7 +110,7 @@ def prefill_flops(shape: DecoderShape, seq_len: int, layers: int | None = None) 
 
 def flops_table(shape: DecoderShape, video_tokens: int, text_tokens: int, ratios: list[float], policy_layers: int = 1):
     """Prefill FLOPs with all video tokens and at each retention ratio, and the ideal speed-up; CaCoVID adds its
-    policy (one decoder layer over the full prompt) to the compressed prefill. -> list of row dicts."""
+    policy (one decoder layer over the full prompt) to the compressed prefill. -> one row per ratio."""
     full = prefill_flops(shape, video_tokens + text_tokens)
     policy = prefill_flops(shape, video_tokens + text_tokens, layers=policy_layers)
     rows = [{"retention": 1.0, "video_tokens": video_tokens, "prefill_tflops": full / 1e12, "speedup": 1.0,
@@ -119,4 +120,4 @@ def flops_table(shape: DecoderShape, video_tokens: int, text_tokens: int, ratios
         f = prefill_flops(shape, kept + text_tokens)
         rows.append({"retention": r, "video_tokens": kept, "prefill_tflops": f / 1e12, "speedup": full / f,
                      "with_policy_tflops": (f + policy) / 1e12, "speedup_with_policy": full / (f + policy)})
-    return rows
+    return pd.DataFrame(rows)

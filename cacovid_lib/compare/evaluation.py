@@ -24,7 +24,7 @@ def option_scores(vlm: VideoLLM, items: list[dict], video_embeds: torch.Tensor, 
 @torch.no_grad()
 def predict(vlm: VideoLLM, split, keep_rule: KeepRule = keep_all, batch_size: int = 64, desc: str = "evaluate",
             video_embeds: torch.Tensor | None = None):
-    """Predicted option index and the number of kept video tokens for every item of `split`.
+    """Predicted option index (num_items,) and the kept video tokens (num_items, N) bool of every item of `split`.
     `video_embeds` (V, N+1, D): the split's encoded videos, when the caller already has them."""
     video_embeds = encode_videos(vlm, split.frames) if video_embeds is None else video_embeds
     preds, kept = [], []
@@ -34,7 +34,7 @@ def predict(vlm: VideoLLM, split, keep_rule: KeepRule = keep_all, batch_size: in
         selection = keep_rule(idx, embeds)
         scores = option_scores(vlm, [split.items[i] for i in idx], embeds, selection)  # (B, options)
         preds.append(scores.argmax(-1).cpu().numpy())
-        kept.append(selection.keeps.sum(-1).cpu().numpy())
+        kept.append(selection.keeps.cpu().numpy())  # (B, N)
     return np.concatenate(preds), np.concatenate(kept)
 
 

@@ -32,3 +32,11 @@ def answer_letter(item: dict) -> str:
 def option_texts(item: dict) -> list[str]:
     """Option texts without their `A. ` prefixes."""
     return [o.split(". ", 1)[1] if ". " in o[:4] else o for o in item["options"]]
+
+
+def asked_objects(item: dict) -> list[int]:
+    """The objects of its video's layout a question is about (the embedded world's kit extensions): its
+    `target_object`, or every counted / compared object in `target_objects` (none for a count of zero)."""
+    if "target_objects" in item:
+        return list(item["target_objects"])
+    return [item["target_object"]]

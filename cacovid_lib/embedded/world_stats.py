@@ -7,17 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from cacovid_lib.data.schema import load_items
+from cacovid_lib.data.schema import asked_objects, load_items
 from cacovid_lib.data.video_io import read_video, uniform_frame_indices
 from cacovid_lib.embedded.world import WorldSpec, token_labels
 from cacovid_lib.io_utils import KitInputError, read_json
-
-
-def asked_objects(item: dict) -> list[int]:
-    """The objects a question is about: its target, or every counted / compared object (none for a count of 0)."""
-    if "target_objects" in item:
-        return list(item["target_objects"])
-    return [item["target_object"]]
 
 
 def question_token_shares(items: list[dict], layouts: dict, num_frames: int, spec: WorldSpec) -> np.ndarray:
