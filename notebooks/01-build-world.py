@@ -2,6 +2,11 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -23,7 +28,6 @@ figures_dir = "scratch/reports/figures"     # written
 metrics_dir = "scratch/reports/metrics"     # written
 
 # %%
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from cacovid_lib.embedded.split import load_split
@@ -33,6 +37,7 @@ from cacovid_lib.io_utils import save_figure
 from cacovid_lib.pipeline.metrics import write_metrics
 from cacovid_lib.pipeline.params import WorldParams, parse, to_dict
 from cacovid_lib.pipeline.paths import at_project_root
+from cacovid_lib.pipeline.world_samples import world_samples_figure
 
 at_project_root()  # paths are relative to the project root, also where JupyterLab starts the kernel (notebooks/)
 p = parse(WorldParams, world, "world")
@@ -48,18 +53,10 @@ pd.DataFrame(summary).T
 write_metrics(f"{metrics_dir}/world_stats.json", world_stats(world_dir, "test", p.num_frames))
 
 # %% [markdown]
-# A few test videos, as the video LLM sees them (uniformly sampled frames read back with decord),
-# with one question each.
+# Test videos as the video LLM sees them (uniformly sampled frames read back with decord), one question of each
+# type; white squares: the video tokens that show the asked-about objects.
 
 # %%
-test = load_split(world_dir, "test", p.num_frames, limit=9)
-fig, axes = plt.subplots(3, p.num_frames, figsize=(1.4 * p.num_frames, 5.4), squeeze=False)
-for row, item_index in enumerate([0, 3, 6]):
-    item = test.items[item_index]
-    for j, ax in enumerate(axes[row]):
-        ax.imshow(test.frames[test.video_of_item[item_index], j])
-        ax.set_xticks([]), ax.set_yticks([])
-    axes[row, 0].set_ylabel(item["problem_id"], fontsize=7)
-    fig.text(0.01, 0.995 - row / 3, f"{item['problem']}   {' | '.join(item['options'])}   -> {item['solution']}", fontsize=8, va="top")
-fig.subplots_adjust(left=0.04, right=0.99, bottom=0.01, top=0.95, hspace=0.35, wspace=0.05)
+test = load_split(world_dir, "test", p.num_frames, limit=60)
+fig = world_samples_figure(test)
 save_figure(fig, f"{figures_dir}/world_samples.png")

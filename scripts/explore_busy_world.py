@@ -2,20 +2,20 @@
 busy_world_spec) through the notebook-02 code path (train_small_vlm), then validation accuracy with all tokens /
 blind / random 10% (and 25%), per question type.
 Usage: .venv/bin/python scripts/explore_busy_world.py RUN_NAME grid=6 layers=6 steps=1200 batch_size=16 \
-           vision_steps=400 curriculum_steps=400 questions_per_video=2 eval_every=300 [hidden=128] [no_counting=1]
+           vision_steps=400 curriculum_steps=400 questions_per_video=2 eval_every=300 [hidden=128] [no_counting=1 | weights=1,1,1,0.25,0.25 | original=1 grid=4]
 (THREADS=1 in the environment: one torch thread)
 Writes the world and the run under scratch/explore/ (ignored by git and DVC)."""
 import json
+import os
 import pathlib
 import sys
 import time
 
+import numpy as np
 import torch
 
-import os
-
 torch.set_num_threads(int(os.environ.get("THREADS", "2")))  # THREADS=1: two explorations side by side
-from cacovid_lib.embedded.world import build_world, busy_world_spec
+from cacovid_lib.embedded.world import WorldSpec, build_world, busy_world_spec
 from cacovid_lib.embedded.split import load_split
 from cacovid_lib.embedded.tokenizer import build_tokenizer
 from cacovid_lib.embedded.small_vlm import SmallVLMConfig, VLMTrainConfig, build_small_vlm, train_small_vlm, save_model_folder, config_dict
@@ -28,22 +28,36 @@ grid, layers, hidden = int(kw.pop("grid", 6)), int(kw.pop("layers", 6)), int(kw.
 train_videos = int(kw.pop("train_videos", 2400))
 eval_every = int(kw.pop("eval_every", 0))
 no_counting = kw.pop("no_counting", "0") == "1"  # only today's three question types, on the busy scenes
-train_kw = {k: (float(v) if "." in v else int(v)) for k, v in kw.items()}
+weights = kw.pop("weights", None)  # question_weights of the busy world's five types, e.g. 1,1,1,0.25,0.25
 out = pathlib.Path("scratch/explore") / name
-spec = busy_world_spec(grid)
+original = kw.pop("original", "0") == "1"  # the original world (4 x 4 grid, flat scenes), e.g. to test a deeper LLM
+spec = WorldSpec() if original else busy_world_spec(grid)
 if no_counting:
     from dataclasses import replace
 
     from cacovid_lib.embedded.world import QUESTION_TYPES
     spec = replace(spec, question_types=QUESTION_TYPES)  # binding questions ask only about unique attributes
-world = pathlib.Path(f"scratch/explore/world_g{grid}_{train_videos}{'_nocount' if no_counting else ''}")
+if weights:
+    from dataclasses import replace
+
+    spec = replace(spec, question_weights=tuple(float(w) for w in weights.split(",")))
+world = pathlib.Path(f"scratch/explore/world_{'original_' if original else ''}g{grid}_{train_videos}{'_nocount' if no_counting else ''}"
+                     f"{'_w' + weights.replace(',', '_') if weights else ''}")
 t0 = time.time()
 if not (world / "world_spec.json").exists():
     print(build_world(world, seed=0, num_videos={"train": train_videos, "val": 75, "test": 250}, spec=spec), flush=True)
 print(f"world {time.time() - t0:.0f} s", flush=True)
 train, val = load_split(world, "train", 8), load_split(world, "val", 8)
 tok = build_tokenizer(spec)
-mcfg = SmallVLMConfig(image_size=96, patch_size=48 // grid, text_layers=layers, text_hidden=hidden)
+mcfg = SmallVLMConfig(image_size=spec.frame_size, patch_size=spec.frame_size // (2 * spec.grid), text_layers=layers, text_hidden=hidden)
+def number_or_text(v: str):
+    try:
+        return float(v) if "." in v else int(v)
+    except ValueError:
+        return v
+
+
+train_kw = {k: number_or_text(v) for k, v in kw.items()}  # the rest: VLMTrainConfig fields
 tcfg = VLMTrainConfig(**train_kw)
 print(mcfg, tcfg, flush=True)
 model = build_small_vlm(tok, mcfg, seed=tcfg.seed)
@@ -56,7 +70,9 @@ def quick_eval():
     from cacovid_lib.compare.keep import keep_all
     preds, _ = predict(vlm, val_small, keep_all)
     acc = float((preds == val_small.answers).mean())
-    print(f"step eval: val120 acc {acc:.3f} at {time.time() - t1:.0f} s, cpu {time.process_time():.0f}", flush=True)
+    types = np.array([it["question_type"] for it in val_small.items])
+    per_type = {t: round(float((preds == val_small.answers)[types == t].mean()), 2) for t in sorted(set(types))}
+    print(f"step eval: val120 acc {acc:.3f} {per_type} at {time.time() - t1:.0f} s, cpu {time.process_time():.0f}", flush=True)
     return {"val120": acc}
 val_small = load_split(world, "val", 8, limit=120)
 t1 = time.time()

@@ -169,3 +169,21 @@ def test_vision_phase_with_several_questions_per_video_trains_and_checks_its_con
         VLMTrainConfig(questions_per_video=3, **cfg)
     with pytest.raises(ValueError, match="questions_per_video: 8 is more than some video's questions"):
         train_small_vlm(vlm, train, VLMTrainConfig(steps=1, batch_size=8, questions_per_video=8))
+
+
+def test_curriculum_from_the_asked_objects_to_every_token():
+    from cacovid_lib.embedded.small_vlm import VLMTrainConfig, curriculum_keep_masks
+
+    labels = np.array([[0, 0, 1, 1, 2, -1, -1, -1]] * 50)  # (B, N): objects 0, 1, 2 and background
+    asked = labels == 1
+    rng = np.random.default_rng(0)
+    start = curriculum_keep_masks(rng, labels, 0.0, asked).numpy()
+    assert (start == asked).all()  # only the asked object's tokens
+    quarter = curriculum_keep_masks(rng, labels, 0.25, asked).numpy()
+    assert quarter[asked].all() and not quarter[labels == -1].any() and 0.3 < quarter[(labels >= 0) & ~asked].mean() < 0.7
+    three_quarters = curriculum_keep_masks(rng, labels, 0.75, asked).numpy()
+    assert three_quarters[labels >= 0].all() and 0.3 < three_quarters[labels == -1].mean() < 0.7
+    objects_first = curriculum_keep_masks(rng, labels, 0.0).numpy()  # the default start: every object at once
+    assert (objects_first == (labels >= 0)).all()
+    with pytest.raises(ValueError, match="curriculum_start: 'question' is not valid; valid: objects, asked"):
+        VLMTrainConfig(curriculum_start="question")

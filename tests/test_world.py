@@ -178,3 +178,22 @@ def test_appears_first_answer_is_the_earliest_and_impossible_specs_fail(tmp_path
     with pytest.raises(ValueError, match="questions_per_video: 2 questions"):
         build_world(tmp_path / "bad", seed=0, num_videos={"train": 1},
                     spec=replace(spec, question_types=("colour_of_shape",)), workers=1)
+
+
+def test_question_weights_set_the_mix_of_question_types():
+    from collections import Counter
+
+    from dataclasses import replace
+
+    from cacovid_lib.embedded.world import busy_questions, busy_world_spec, render_video
+
+    rng = np.random.default_rng(0)
+    spec = replace(busy_world_spec(4), frame_size=64, question_weights=(1, 1, 1, 0.25, 0.25))
+    counts = Counter()
+    for i in range(60):
+        _, layout = render_video(rng, spec)
+        counts.update(it["question_type"] for it in busy_questions(rng, f"v{i}", "v.mp4", layout, spec))
+    counting = (counts["count_colour"] + counts["count_shape"]) / sum(counts.values())
+    assert 0.05 < counting < 0.25  # weights 0.5 of 3.5 -> about 14%; equal weights would give about 40%
+    with pytest.raises(ValueError, match="question_weights: .* one positive weight per question type"):
+        replace(spec, question_weights=(1, 1))

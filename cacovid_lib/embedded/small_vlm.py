@@ -8,7 +8,8 @@ Recipe (why each piece is there, docs/recipe-findings.md has the costs and valid
    (is "red" present? is the red thing a circle?) instead of a question -> letter -> video chain.
 3. A token curriculum: the first steps keep only the object tokens (plus a growing share of the
    background), so the LLM learns retrieval among a handful of tokens before it must find them
-   among all of them.
+   among all of them. With `curriculum_start: asked` it starts from one object, the one the question asks
+   about, and adds the video's other objects before the background (a curriculum from one object to several).
 4. Random video-token dropout afterwards (keep ratio drawn per batch) so the model tolerates
    pruning, as real video LLMs do.
 5. Two phases, as real video LLMs are trained in stages: the vision tower learns with everything else for the
@@ -23,11 +24,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from cacovid_lib.data.schema import asked_objects
 from cacovid_lib.embedded.world import COLOURS, SHAPES, WorldSpec
 from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.models.base import VideoLLM
@@ -72,11 +75,15 @@ class VLMTrainConfig:
     min_keep_ratio: float = 0.02  # other batches keep a ratio drawn uniformly in [min, max]
     max_keep_ratio: float = 0.6
     curriculum_steps: int = 400  # token curriculum: first keep only object tokens, then add background linearly
+    curriculum_start: Literal["objects", "asked"] = "objects"  # asked: the curriculum's first half starts from the
+    # question's own objects and adds the video's other objects (one object to several), its second half the background
     vision_steps: int | None = None  # then the vision tower is frozen and its features cached (None: trained throughout)
     questions_per_video: int = 1  # while the tower trains, a step's items come from batch_size / this many videos
     seed: int = 0  # seeds init, batches and dropout
 
     def __post_init__(self):
+        if self.curriculum_start not in ("objects", "asked"):
+            raise ValueError(f"curriculum_start: {self.curriculum_start!r} is not valid; valid: objects, asked")
         if self.questions_per_video < 1 or self.batch_size % self.questions_per_video:
             raise ValueError(f"questions_per_video: {self.questions_per_video} must divide batch_size ({self.batch_size})")
 
@@ -131,11 +138,19 @@ def random_keep_masks(rng: np.random.Generator, batch: int, n: int, cfg: VLMTrai
     return torch.from_numpy(keeps)
 
 
-def curriculum_keep_masks(rng, labels: np.ndarray, background_share: float) -> torch.Tensor:
-    """(batch, n) bool: every object token plus a `background_share` of the others. Retrieval among a few
-    tokens is learned fast; the background is added back as training goes on."""
+def curriculum_keep_masks(rng, labels: np.ndarray, progress: float, asked: np.ndarray | None = None) -> torch.Tensor:
+    """(batch, n) bool keep-masks of the token curriculum at `progress` in [0, 1). Without `asked`: every object
+    token plus a `progress` share of the others. With `asked` (batch, n) bool, the tokens of the objects each
+    question asks about: in the first half, those plus a growing share (0 -> 1) of the video's other objects' tokens;
+    in the second half, every object token plus a growing share of the background. Retrieval among a few tokens is
+    learned fast; the rest is added back as training goes on."""
     objects = labels >= 0  # (batch, n)
-    return torch.from_numpy(objects | (rng.random(labels.shape) < background_share))
+    draw = rng.random(labels.shape)  # (batch, n)
+    if asked is None:
+        return torch.from_numpy(objects | (draw < progress))
+    if progress < 0.5:
+        return torch.from_numpy(asked | (objects & (draw < 2 * progress)))
+    return torch.from_numpy(objects | (draw < 2 * progress - 1))
 
 
 def draw_items(rng: np.random.Generator, items_of_video: list[np.ndarray], batch: int, per_video: int) -> np.ndarray:
@@ -211,7 +226,10 @@ def train_small_vlm(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn=None, eva
             video_embeds = video_embeds_from_features(model, features[vids])  # (B, N+1, D)
         n = video_embeds.shape[1] - 1
         if step < cfg.curriculum_steps:
-            keeps = curriculum_keep_masks(rng, split.object_labels[vids].reshape(len(idx), n), step / cfg.curriculum_steps)
+            labels = split.object_labels[vids].reshape(len(idx), n)  # (B, N) object index or -1
+            asked = None if cfg.curriculum_start == "objects" else \
+                np.stack([np.isin(row, asked_objects(split.items[i])) for row, i in zip(labels, idx)])  # (B, N)
+            keeps = curriculum_keep_masks(rng, labels, step / cfg.curriculum_steps, asked)
         else:
             keeps = random_keep_masks(rng, cfg.batch_size, n, cfg)  # (B, N)
         # auxiliary loss: each projected video token should read as its object's words through the tied embeddings

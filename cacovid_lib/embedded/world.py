@@ -73,6 +73,7 @@ class WorldSpec:
     questions_per_video: int | None = None  # None: one question per object; else this many questions per video
     question_types: tuple[str, ...] = QUESTION_TYPES  # drawn uniformly per question (busy world: any of
     # QUESTION_TYPES + EXTRA_QUESTION_TYPES; a binding type is asked only about an object whose named attribute is unique)
+    question_weights: tuple[float, ...] | None = None  # relative frequency of each of question_types (None: equal)
 
     def __post_init__(self):
         self.question_types = tuple(self.question_types)  # a JSON list after a round trip
@@ -80,6 +81,11 @@ class WorldSpec:
         if unknown:
             raise ValueError(f"question_types: {sorted(unknown)[0]!r} is not valid; valid: "
                              f"{', '.join(QUESTION_TYPES + EXTRA_QUESTION_TYPES)}")
+        if self.question_weights is not None:
+            self.question_weights = tuple(float(w) for w in self.question_weights)
+            if len(self.question_weights) != len(self.question_types) or min(self.question_weights) <= 0:
+                raise ValueError(f"question_weights: {list(self.question_weights)} needs one positive weight per question "
+                                 f"type ({len(self.question_types)}: {', '.join(self.question_types)})")
         if self.frame_size % self.grid:
             raise ValueError(f"frame_size: {self.frame_size} is not a multiple of grid ({self.grid})")
         if self.attributes == "counted" and self.objects_per_video != 6:
@@ -95,7 +101,7 @@ class WorldSpec:
     def is_original(self) -> bool:
         """True when no busy-world knob is set: the generator then draws exactly what it always drew."""
         return (self.background, self.clutter_style, self.attributes, self.brief_objects, self.question_types) == (
-            "flat", "grey", "unique", 0, QUESTION_TYPES) and self.questions_per_video is None
+            "flat", "grey", "unique", 0, QUESTION_TYPES) and self.questions_per_video is None and self.question_weights is None
 
     def to_json(self) -> dict:
         """The spec as world_spec.json stores it: knobs left at their defaults are not written, so the original
@@ -336,7 +342,11 @@ def busy_questions(rng, video_id: str, rel_path: str, layout, spec: WorldSpec) -
     for _ in range(1000):  # a type without a candidate is drawn again; 1000 draws without enough questions is a bad spec
         if len(items) == spec.questions_per_video:
             return items
-        qtype = spec.question_types[int(rng.integers(len(spec.question_types)))]
+        if spec.question_weights is None:
+            qtype = spec.question_types[int(rng.integers(len(spec.question_types)))]
+        else:
+            weights = np.array(spec.question_weights)
+            qtype = spec.question_types[int(rng.choice(len(weights), p=weights / weights.sum()))]
         free = [k for k in range(len(objects)) if k not in asked]
         if qtype in ("count_colour", "count_shape"):
             count = colour_count if qtype == "count_colour" else shape_count
