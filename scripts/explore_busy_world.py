@@ -2,7 +2,7 @@
 busy_world_spec) through the notebook-02 code path (train_small_vlm), then validation accuracy with all tokens /
 blind / random 10% (and 25%), per question type.
 Usage: .venv/bin/python scripts/explore_busy_world.py RUN_NAME grid=6 layers=6 steps=1200 batch_size=16 \
-           vision_steps=400 curriculum_steps=400 questions_per_video=2 eval_every=300 [hidden=128] [no_counting=1 | weights=1,1,1,0.25,0.25 | original=1 grid=4]
+           vision_steps=400 curriculum_steps=400 questions_per_video=2 eval_every=300 [hidden=128 heads=4 kv_heads=2] [no_counting=1 | weights=1,1,1,0.25,0.25 | original=1 grid=4 | unique=6]
 (THREADS=1 in the environment: one torch thread)
 Writes the world and the run under scratch/explore/ (ignored by git and DVC)."""
 import json
@@ -25,6 +25,7 @@ from cacovid_lib.pipeline.video_llm_evaluation import evaluate_video_llm
 name = sys.argv[1]
 kw = dict(a.split("=") for a in sys.argv[2:])
 grid, layers, hidden = int(kw.pop("grid", 6)), int(kw.pop("layers", 6)), int(kw.pop("hidden", 128))
+heads, kv_heads = int(kw.pop("heads", 4)), int(kw.pop("kv_heads", 2))
 train_videos = int(kw.pop("train_videos", 2400))
 eval_every = int(kw.pop("eval_every", 0))
 no_counting = kw.pop("no_counting", "0") == "1"  # only today's three question types, on the busy scenes
@@ -37,11 +38,17 @@ if no_counting:
 
     from cacovid_lib.embedded.world import QUESTION_TYPES
     spec = replace(spec, question_types=QUESTION_TYPES)  # binding questions ask only about unique attributes
+unique = int(kw.pop("unique", 0))  # N > 0: N objects with unique colours and shapes, today's three question types
+if unique:
+    from dataclasses import replace
+
+    from cacovid_lib.embedded.world import QUESTION_TYPES
+    spec = replace(spec, attributes="unique", objects_per_video=unique, question_types=QUESTION_TYPES)
 if weights:
     from dataclasses import replace
 
     spec = replace(spec, question_weights=tuple(float(w) for w in weights.split(",")))
-world = pathlib.Path(f"scratch/explore/world_{'original_' if original else ''}g{grid}_{train_videos}{'_nocount' if no_counting else ''}"
+world = pathlib.Path(f"scratch/explore/world_{'original_' if original else ''}g{grid}_{train_videos}{'_nocount' if no_counting else ''}{f'_unique{unique}' if unique else ''}"
                      f"{'_w' + weights.replace(',', '_') if weights else ''}")
 t0 = time.time()
 if not (world / "world_spec.json").exists():
@@ -49,7 +56,8 @@ if not (world / "world_spec.json").exists():
 print(f"world {time.time() - t0:.0f} s", flush=True)
 train, val = load_split(world, "train", 8), load_split(world, "val", 8)
 tok = build_tokenizer(spec)
-mcfg = SmallVLMConfig(image_size=spec.frame_size, patch_size=spec.frame_size // (2 * spec.grid), text_layers=layers, text_hidden=hidden)
+mcfg = SmallVLMConfig(image_size=spec.frame_size, patch_size=spec.frame_size // (2 * spec.grid), text_layers=layers, text_hidden=hidden,
+                      text_heads=heads, text_kv_heads=kv_heads)
 def number_or_text(v: str):
     try:
         return float(v) if "." in v else int(v)

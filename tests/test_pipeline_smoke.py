@@ -77,7 +77,7 @@ def test_evaluate_vlm(smoke):
     smoke.run("evaluate_vlm")
     metrics = smoke.json("reports/metrics/vlm.json")
     assert _flat(metrics) and metrics["num_test"] == 6 * 4
-    assert {"accuracy_full", "accuracy_blind", "accuracy_random_0.5"} <= set(metrics)
+    assert {"accuracy_full", "accuracy_blind", "accuracy_random_0.5", "accuracy_asked_objects_only", "accuracy_objects_only"} <= set(metrics)
     types = {it["question_type"] for it in json.loads(smoke.file("data/world/test.json").read_text())}
     assert len(types) >= 3 and {k for k in metrics if k.startswith("accuracy_full_")} == {f"accuracy_full_{t}" for t in types}
     table = smoke.file("reports/tables/vlm.md").read_text()

@@ -46,3 +46,18 @@ def test_the_headline_reads_the_flat_metrics(tmp_path, margin, verdict):
     (tmp_path / "metrics" / "policy.json").unlink()
     with pytest.raises(KitInputError, match="policy.json: not found"):
         headline(tmp_path)
+
+
+def test_oracle_keeps_name_the_asked_objects_and_every_object(test_split):
+    import numpy as np
+
+    from cacovid_lib.data.schema import asked_objects
+    from cacovid_lib.pipeline.video_llm_evaluation import oracle_keeps
+
+    keeps = oracle_keeps(test_split)
+    labels = test_split.object_labels[test_split.video_of_item].reshape(len(test_split), -1)
+    assert keeps["asked objects only"].any(1).all()  # every question of the original world asks about one object
+    for row, item, asked in zip(labels, test_split.items, keeps["asked objects only"]):
+        assert set(row[asked]) == set(asked_objects(item))
+    assert (keeps["objects only"] == (labels >= 0)).all() and (keeps["asked objects only"] <= keeps["objects only"]).all()
+    assert "asked objects only" in keep_rules([0.5], seed=0, split=test_split)

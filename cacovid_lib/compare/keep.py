@@ -52,3 +52,14 @@ def random_keep_rule(ratio: float, seed: int = 0) -> KeepRule:
         return Selection(keeps)
 
     return rule
+
+
+def fixed_keep_rule(keeps: np.ndarray) -> KeepRule:
+    """Keep the tokens a given (num_items, N) bool mask names for each item of the split (e.g. an oracle from the
+    embedded world's ground truth)."""
+    masks = torch.from_numpy(np.asarray(keeps, bool))
+
+    def rule(idx, video_embeds) -> Selection:
+        return Selection(masks[torch.as_tensor(idx)].clone())
+
+    return rule

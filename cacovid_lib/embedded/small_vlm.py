@@ -31,7 +31,7 @@ import torch
 from tqdm import tqdm
 
 from cacovid_lib.data.schema import asked_objects
-from cacovid_lib.embedded.world import COLOURS, SHAPES, WorldSpec
+from cacovid_lib.embedded.world import COLOURS, EXTRA_SHAPES, SHAPES, WorldSpec
 from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.models.base import VideoLLM
 
@@ -117,7 +117,7 @@ def build_small_vlm(tokenizer, cfg: SmallVLMConfig, seed: int = 0):
 def token_word_targets(labels: np.ndarray, layouts: list[dict], tokenizer) -> torch.Tensor:
     """Per video token, the vocabulary ids of its colour and shape words (or 'background' twice): (V, t*h*w, 2)."""
     background = tokenizer.convert_tokens_to_ids("background")
-    word = {w: tokenizer.convert_tokens_to_ids(w) for w in list(COLOURS) + list(SHAPES)}
+    word = {w: tokenizer.convert_tokens_to_ids(w) for w in list(COLOURS) + list(SHAPES + EXTRA_SHAPES)}
     flat = labels.reshape(labels.shape[0], -1)  # (num_videos, t*h*w)
     out = np.full(flat.shape + (2,), background)
     for v, layout in enumerate(layouts):

@@ -39,6 +39,7 @@ COLOURS = {
     "cyan": (40, 220, 225),
 }
 SHAPES = ("circle", "square", "triangle", "cross", "ring")
+EXTRA_SHAPES = ("star",)  # a sixth object shape, for six objects with unique attributes (WorldSpec.shapes)
 QUESTION_TYPES = ("colour_of_shape", "shape_of_colour", "which_object")
 # the busy world's additions: counting (how many objects of a colour / of a shape) and one temporal type
 EXTRA_QUESTION_TYPES = ("count_colour", "count_shape", "appears_first")
@@ -88,10 +89,19 @@ class WorldSpec:
                                  f"type ({len(self.question_types)}: {', '.join(self.question_types)})")
         if self.frame_size % self.grid:
             raise ValueError(f"frame_size: {self.frame_size} is not a multiple of grid ({self.grid})")
+        if self.attributes == "unique" and self.objects_per_video > min(len(COLOURS), len(SHAPES + EXTRA_SHAPES)):
+            raise ValueError(f"objects_per_video: {self.objects_per_video}; unique attributes allow at most {len(COLOURS)}")
         if self.attributes == "counted" and self.objects_per_video != 6:
             raise ValueError(f"objects_per_video: {self.objects_per_video}; attributes 'counted' needs 6 (3 + 2 + 1)")
         if not self.is_original and self.questions_per_video is None:
             raise ValueError("questions_per_video: needed by the busy world's knobs (None asks every object once)")
+
+    @property
+    def shapes(self) -> tuple[str, ...]:
+        """The object shapes: SHAPES, plus EXTRA_SHAPES when more objects than SHAPES must each have their own."""
+        if self.attributes == "unique" and self.objects_per_video > len(SHAPES):
+            return SHAPES + EXTRA_SHAPES
+        return SHAPES
 
     @property
     def cell(self) -> int:
@@ -123,7 +133,7 @@ def question_words(spec: WorldSpec) -> tuple[str, ...]:
     """Words the busy world's questions add to the original vocabulary (none for the original world)."""
     if spec.is_original:
         return ()
-    return ("how", "many", "are", "there", "first") + COUNT_WORDS
+    return ("how", "many", "are", "there", "first") + COUNT_WORDS + EXTRA_SHAPES
 
 
 def busy_world_spec(grid: int = 8) -> WorldSpec:
@@ -158,6 +168,8 @@ def _shape_masks(cell: int) -> dict[str, np.ndarray]:
         "bars": (np.abs(dx) <= r) & (np.abs(dy) <= r) & (np.floor((dy + r) / (r * 0.5)) % 2 == 0),
         "dots": (np.hypot(np.abs(dx) - r * 0.5, np.abs(dy) - r * 0.5) <= r * 0.35),
         "hourglass": (np.abs(dy) <= r) & (np.abs(dx) <= np.abs(dy) * 0.9 + arm * 0.3),
+        # the sixth object shape (EXTRA_SHAPES): five points
+        "star": dist <= r * (0.55 + 0.45 * np.cos(5 * np.arctan2(dx, -dy))),
     }
 
 
@@ -221,7 +233,7 @@ def render_video(rng: np.random.Generator, spec: WorldSpec):
         colours, shapes = _counted_attributes(rng)
     else:
         colours = rng.choice(list(COLOURS), spec.objects_per_video, replace=False)
-        shapes = rng.choice(SHAPES, spec.objects_per_video, replace=False)
+        shapes = rng.choice(spec.shapes, spec.objects_per_video, replace=False)
     occupied = np.zeros((spec.num_rendered_frames, num_cells), bool)
     objects = []
     for k, (colour, shape) in enumerate(zip(colours, shapes)):
@@ -269,8 +281,9 @@ def _rgb(thing: dict) -> tuple:
     return (thing["grey"],) * 3
 
 
-def _options_for(rng, qtype, target, objects):
-    """(problem text, 4 option texts with the correct one first) for a question about `target`."""
+def _options_for(rng, qtype, target, objects, shapes=SHAPES):
+    """(problem text, 4 option texts with the correct one first) for a question about `target`; `shapes`: the
+    world's object shapes (WorldSpec.shapes)."""
     others = [o for o in objects if o is not target]
     present_colours = {o["colour"] for o in objects}
     present_shapes = {o["shape"] for o in objects}
@@ -282,11 +295,11 @@ def _options_for(rng, qtype, target, objects):
         return f"What colour is the {target['shape']}?", texts
     if qtype == "shape_of_colour":
         wrong = list(dict.fromkeys(o["shape"] for o in others if o["shape"] != target["shape"]))[:3]
-        wrong += list(rng.choice(sorted(set(SHAPES) - present_shapes), 4 - 1 - len(wrong), replace=False))
+        wrong += list(rng.choice(sorted(set(shapes) - present_shapes), 4 - 1 - len(wrong), replace=False))
         texts = [f"{target['colour']} {s}" for s in [target["shape"], *wrong]]
         return f"What shape is the {target['colour']} object?", texts
     present = {(o["colour"], o["shape"]) for o in objects}
-    absent = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in present]
+    absent = [(c, s) for c in COLOURS for s in shapes if (c, s) not in present]
     picks = rng.choice(len(absent), 3, replace=False)
     texts = [f"{target['colour']} {target['shape']}"] + [" ".join(absent[i]) for i in picks]
     return "Which of these objects appears in the video?", texts
@@ -337,7 +350,7 @@ def busy_questions(rng, video_id: str, rel_path: str, layout, spec: WorldSpec) -
     no count asked twice; a type with no such object left is drawn again."""
     objects = layout["objects"]
     colour_count = {c: sum(o["colour"] == c for o in objects) for c in COLOURS}
-    shape_count = {s: sum(o["shape"] == s for o in objects) for s in SHAPES}
+    shape_count = {s: sum(o["shape"] == s for o in objects) for s in spec.shapes}
     asked, counted, items = set(), set(), []
     for _ in range(1000):  # a type without a candidate is drawn again; 1000 draws without enough questions is a bad spec
         if len(items) == spec.questions_per_video:
@@ -383,7 +396,7 @@ def busy_questions(rng, video_id: str, rel_path: str, layout, spec: WorldSpec) -
             continue
         k = int(rng.choice(free))
         asked.add(k)
-        problem, texts = _options_for(rng, qtype, objects[k], objects)
+        problem, texts = _options_for(rng, qtype, objects[k], objects, spec.shapes)
         items.append(_item(rng, f"{video_id}_q{len(items)}", rel_path, problem, texts, qtype, k))
     raise ValueError(f"questions_per_video: {spec.questions_per_video} questions of types {list(spec.question_types)} "
                      f"cannot be asked about {video_id} (a binding type has one candidate per video)")
