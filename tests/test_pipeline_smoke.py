@@ -67,6 +67,9 @@ def test_build_world(smoke):
 def test_train_vlm(smoke):
     smoke.run("train_vlm")
     assert {"config.json", "model.safetensors"} <= {p.name for p in smoke.file("models/small_vlm").iterdir()}
+    vocab = json.loads(smoke.file("models/small_vlm/tokenizer.json").read_text())["model"]["vocab"]
+    layouts = json.loads(smoke.file("data/world/train_layout.json").read_text())
+    assert {o["shape"] for lay in layouts.values() for o in lay["objects"]} <= set(vocab)  # the world's words, star too
     history = smoke.file("reports/plots/vlm_training.csv").read_text().splitlines()
     assert {"step", "answer_loss", "aux_loss"} <= set(history[0].split(",")) and len(history) == 1 + 6
     assert smoke.file("reports/figures/vlm_training.png").stat().st_size > 1000
@@ -201,6 +204,9 @@ def test_report(smoke):
     assert "## Main table" in report and "![Contribution vs attention](figures/audit_heatmaps.png)" in report
     vlm_acc = smoke.json("reports/metrics/vlm.json")["accuracy_full"]
     assert f"Small video LLM, test split: {vlm_acc:.3f} with all tokens" in report  # read from the metrics, not typed in
+    stats = smoke.json("reports/metrics/world_stats.json")
+    assert f"| video_tokens | {stats['video_tokens']} |" in report and "![The embedded world](figures/world_samples.png)" in report
+    assert "| method " in report.split("## Which objects the kept tokens show")[1]  # coverage.csv as a markdown table
     expected = [executed_name(stage_spec(DVC, run)[0], run) for run in STAGES]  # 05 once per seed
     assert sorted(p.name for p in smoke.file("reports/notebooks").iterdir()) == sorted(expected)
 

@@ -197,3 +197,26 @@ def test_question_weights_set_the_mix_of_question_types():
     assert 0.05 < counting < 0.25  # weights 0.5 of 3.5 -> about 14%; equal weights would give about 40%
     with pytest.raises(ValueError, match="question_weights: .* one positive weight per question type"):
         replace(spec, question_weights=(1, 1))
+
+
+def test_six_objects_with_unique_attributes_use_a_sixth_shape_and_well_posed_options(tmp_path):
+    from dataclasses import replace
+
+    from cacovid_lib.embedded.tokenizer import build_tokenizer
+    from cacovid_lib.embedded.world import EXTRA_SHAPES, QUESTION_TYPES, busy_world_spec
+
+    spec = replace(busy_world_spec(4), frame_size=64, attributes="unique", question_types=QUESTION_TYPES)
+    assert spec.shapes[-1] == "star" and len(spec.shapes) == 6
+    build_world(tmp_path, seed=1, num_videos={"test": 8}, spec=spec, workers=1)
+    layouts = json.loads((tmp_path / "test_layout.json").read_text())
+    vocab = build_tokenizer(spec).get_vocab()
+    for layout in layouts.values():
+        objects = layout["objects"]
+        assert len({o["colour"] for o in objects}) == len({o["shape"] for o in objects}) == 6
+    items = load_items(tmp_path / "test.json")
+    assert len(items) == 8 * 4 and set(EXTRA_SHAPES) <= set(vocab)
+    for item in items:
+        texts = option_texts(item)
+        assert len(set(texts)) == 4 and all(w in vocab for t in texts for w in t.split())
+    with pytest.raises(ValueError, match="objects_per_video: 7; unique attributes allow at most 6"):
+        replace(spec, objects_per_video=7)

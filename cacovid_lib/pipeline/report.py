@@ -6,14 +6,22 @@ from pathlib import Path
 
 from cacovid_lib.io_utils import KitInputError
 
-# (title, table file, figure file, what it shows) in reading order; paths relative to reports/
+# (title, table file, figure file, what it shows) in reading order; paths relative to reports/. A table file is
+# markdown, a flat metrics JSON (shown as measure | value) or a CSV.
 SECTIONS = [
+    ("The embedded world", "metrics/world_stats.json", "figures/world_samples.png",
+     "What the test split asks of a compressor, from the generator's ground truth (embedded/world_stats.py), and "
+     "sample videos as the video LLM sees them with the asked objects' tokens outlined."),
     ("The small video LLM", "tables/vlm.md", "figures/vlm_training.png",
      "Test accuracy with all video tokens, without the video (blind), and with random token subsets."),
     ("CaCoVID against random selection", "tables/policy.md", "figures/policy_retention.png",
      "The trained policy at every retention ratio (imp_ratio chosen on validation)."),
     ("Main table: every method at every retention ratio", "tables/main.md", "figures/benchmark_retention.png",
      "Every registered method on the same test questions, at the same token budgets."),
+    ("Which objects the kept tokens show", "tables/coverage.csv", None,
+     "Per method and retention ratio (test split, ground truth): the share of questions with a kept token on every "
+     "asked object that is on screen, the objects with a kept token (of 6), and the share of kept tokens on "
+     "background or clutter. Merging methods are scored at the positions they keep."),
     ("Efficiency", "tables/efficiency.md", None,
      "Selection time, LLM prefill time and peak memory for one video on this machine, then the analytic "
      "prefill FLOPs for LLaVA-OneVision-7B at 32 frames."),
@@ -28,6 +36,21 @@ def _read(path: Path) -> str:
     if not path.is_file():
         raise KitInputError(f"{path}: not found (run the stage that writes it: dvc repro)")
     return path.read_text().strip()
+
+
+def _table(path: Path) -> str:
+    """A section's table as markdown: a markdown file as it is, a flat metrics JSON as measure | value rows, a CSV
+    with three decimals."""
+    text = _read(path)
+    if path.suffix == ".json":
+        rows = [f"| {key} | {value:.4g} |" if isinstance(value, float) else f"| {key} | {value} |"
+                for key, value in json.loads(text).items()]
+        return "\n".join(["| measure | value |", "|---|---|", *rows])
+    if path.suffix == ".csv":
+        import pandas as pd
+
+        return pd.read_csv(path).to_markdown(index=False, floatfmt=".3f")
+    return text
 
 
 def headline(reports: Path) -> list[str]:
@@ -61,7 +84,7 @@ def build_report(reports_dir) -> str:
            "every number comes from the committed code and the `dvc.lock` next to it. Executed notebooks are in "
            "[notebooks/](notebooks/).", "", "## Headline", "", *headline(reports), ""]
     for title, table, figure, what in SECTIONS:
-        out += [f"## {title}", "", what, "", _read(reports / table), ""]
+        out += [f"## {title}", "", what, "", _table(reports / table), ""]
         if figure:
             if not (reports / figure).is_file():
                 raise KitInputError(f"{reports / figure}: not found (run the stage that writes it: dvc repro)")

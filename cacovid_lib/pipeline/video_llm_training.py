@@ -23,9 +23,10 @@ def train_video_llm(world_dir, num_frames: int, model_cfg: SmallVLMConfig, train
                     model_dir) -> pd.DataFrame:
     """Build a fresh small video LLM (seeded by train_cfg.seed), train it on the world's train split and save it to
     `model_dir` (save_pretrained, with the resolved configs). Returns the loss history, one row per step."""
-    check_matches_world(model_cfg, WorldSpec(**read_json(Path(world_dir) / "world_spec.json")))  # one line if not
+    spec = WorldSpec(**read_json(Path(world_dir) / "world_spec.json"))
+    check_matches_world(model_cfg, spec)  # one line if not
     train = load_split(world_dir, "train", num_frames)
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(spec)  # the world's words (the busy world adds some, e.g. the sixth shape)
     model = build_small_vlm(tokenizer, model_cfg, seed=train_cfg.seed)
     print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {len(train)} training questions")
     start = time.time()
