@@ -187,3 +187,19 @@ def test_curriculum_from_the_asked_objects_to_every_token():
     assert (objects_first == (labels >= 0)).all()
     with pytest.raises(ValueError, match="curriculum_start: 'question' is not valid; valid: objects, asked"):
         VLMTrainConfig(curriculum_start="question")
+
+
+def test_training_threads_are_set_for_the_training_only(tiny_world):
+    from cacovid_lib.embedded.small_vlm import SmallVLMConfig, VLMTrainConfig, build_small_vlm, train_small_vlm
+    from cacovid_lib.embedded.split import load_split
+    from cacovid_lib.embedded.tokenizer import build_tokenizer
+    from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
+
+    tokenizer = build_tokenizer()
+    model = build_small_vlm(tokenizer, SmallVLMConfig(text_hidden=32, text_layers=1, vision_hidden=32, vision_layers=1))
+    seen = []
+    before = torch.get_num_threads()
+    train_small_vlm(LlavaOneVisionVideoLLM(model, tokenizer, 8), load_split(tiny_world, "train", 8),
+                    VLMTrainConfig(steps=2, batch_size=4, curriculum_steps=1, warmup_steps=1, threads=1),
+                    eval_fn=lambda: seen.append(torch.get_num_threads()) or {}, eval_every=1)
+    assert seen == [1, 1] and torch.get_num_threads() == before

@@ -80,6 +80,8 @@ class VLMTrainConfig:
     vision_steps: int | None = None  # then the vision tower is frozen and its features cached (None: trained throughout)
     questions_per_video: int = 1  # while the tower trains, a step's items come from batch_size / this many videos
     seed: int = 0  # seeds init, batches and dropout
+    threads: int | None = None  # torch CPU threads while training (None: torch's default). Float sums, and with them
+    # whether and when binding forms, depend on it: the default recipe learned at 1 thread (docs/recipe-findings.md)
 
     def __post_init__(self):
         if self.curriculum_start not in ("objects", "asked"):
@@ -191,6 +193,15 @@ def video_embeds_from_features(model, features: torch.Tensor) -> torch.Tensor:
 
 def train_small_vlm(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn=None, eval_every: int = 0) -> list[dict]:
     """Train every weight of `vlm.model` on `split` (a VideoQASplit with layouts). Returns the loss history."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads or threads)
+    try:
+        return _train(vlm, split, cfg, eval_fn, eval_every)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn, eval_every: int) -> list[dict]:
     model, tok = vlm.model, vlm.tokenizer
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
