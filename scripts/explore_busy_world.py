@@ -2,7 +2,7 @@
 busy_world_spec) through the notebook-02 code path (train_small_vlm), then validation accuracy with all tokens /
 blind / random 10% (and 25%), per question type.
 Usage: .venv/bin/python scripts/explore_busy_world.py RUN_NAME grid=6 layers=6 steps=1200 batch_size=16 \
-           vision_steps=400 curriculum_steps=400 questions_per_video=2 eval_every=300 [hidden=128 heads=4 kv_heads=2] [no_counting=1 | weights=1,1,1,0.25,0.25 | original=1 grid=4 | unique=6]
+           vision_steps=400 curriculum_steps=400 questions_per_video=2 eval_every=300 [hidden=128 heads=4 kv_heads=2] [no_counting=1 | weights=1,1,1,0.25,0.25 | original=1 grid=4 | unique=6] [types=a,b,...]
 (THREADS=1 in the environment: one torch thread)
 Writes the world and the run under scratch/explore/ (ignored by git and DVC)."""
 import json
@@ -44,12 +44,17 @@ if unique:
 
     from cacovid_lib.embedded.world import QUESTION_TYPES
     spec = replace(spec, attributes="unique", objects_per_video=unique, question_types=QUESTION_TYPES)
+types = kw.pop("types", None)  # question types, comma-separated, e.g. colour_of_shape,shape_of_colour,which_object,appears_first
+if types:
+    from dataclasses import replace
+
+    spec = replace(spec, question_types=tuple(types.split(",")))
 if weights:
     from dataclasses import replace
 
     spec = replace(spec, question_weights=tuple(float(w) for w in weights.split(",")))
 world = pathlib.Path(f"scratch/explore/world_{'original_' if original else ''}g{grid}_{train_videos}{'_nocount' if no_counting else ''}{f'_unique{unique}' if unique else ''}"
-                     f"{'_w' + weights.replace(',', '_') if weights else ''}")
+                     f"{'_w' + weights.replace(',', '_') if weights else ''}{'_t' + str(len(types.split(','))) if types else ''}")
 t0 = time.time()
 if not (world / "world_spec.json").exists():
     print(build_world(world, seed=0, num_videos={"train": train_videos, "val": 75, "test": 250}, spec=spec), flush=True)

@@ -189,6 +189,20 @@ def test_curriculum_from_the_asked_objects_to_every_token():
         VLMTrainConfig(curriculum_start="question")
 
 
+def test_token_word_loss_counts_every_token_or_only_the_object_tokens():
+    from cacovid_lib.embedded.small_vlm import VLMTrainConfig, token_word_loss
+
+    word_logp = torch.log_softmax(torch.tensor([[[2.0, 0.0, 0.0], [0.0, 0.0, 3.0]]]), dim=-1)  # (B=1, N=2, V=3)
+    targets = torch.tensor([[[0, 0], [1, 2]]])  # token 0: word 0 twice; token 1: words 1 and 2
+    every = -(2 * word_logp[0, 0, 0] + word_logp[0, 1, 1] + word_logp[0, 1, 2]) / 4
+    assert torch.isclose(token_word_loss(word_logp, targets), every)
+    only_first = torch.tensor([[True, False]])  # e.g. token 0 shows an object, token 1 background
+    assert torch.isclose(token_word_loss(word_logp, targets, only_first), -word_logp[0, 0, 0])
+    assert token_word_loss(word_logp, targets, torch.zeros(1, 2, dtype=torch.bool)) == 0  # nothing counted: no loss
+    with pytest.raises(ValueError, match="aux_tokens: 'clutter' is not valid; valid: all, objects"):
+        VLMTrainConfig(aux_tokens="clutter")
+
+
 def test_training_threads_are_set_for_the_training_only(tiny_world):
     from cacovid_lib.embedded.small_vlm import SmallVLMConfig, VLMTrainConfig, build_small_vlm, train_small_vlm
     from cacovid_lib.embedded.split import load_split

@@ -11,10 +11,12 @@ import pytest
 import yaml
 from conftest import ROOT
 
+from cacovid_lib.pipeline.code_deps import DVC_FILES
 from cacovid_lib.pipeline.paths import PIPELINE_PATHS, at_project_root, input_path, project_root, scratch_path, stage_paths
 from cacovid_lib.pipeline.stage import run_notebook
 
-STAGES = {name: spec.get("do", spec) for name, spec in yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"].items()}
+STAGES = {name: spec.get("do", spec) for dvc_file in DVC_FILES  # the pipeline's and the extra stages
+          for name, spec in yaml.safe_load((ROOT / dvc_file).read_text())["stages"].items()}
 PATH_SUFFIXES = ("_dir", "_file", "_metrics")
 
 

@@ -12,6 +12,7 @@ from cacovid_lib.pipeline.stage import executed_name, load_params, main, run_not
 
 NB = ROOT / "notebooks"
 DVC = ROOT / "dvc.yaml"
+EXTRAS = ROOT / "extras" / "dvc.yaml"  # the extra stages, outside the default `dvc repro`
 SMOKE_PARAMS = ROOT / "tests" / "smoke_params.yaml"
 STAGES = stage_runs(DVC, SMOKE_PARAMS)  # dvc.yaml's order; train_policy@0, train_policy@1 (policy.seeds)
 
@@ -211,10 +212,25 @@ def test_report(smoke):
     assert sorted(p.name for p in smoke.file("reports/notebooks").iterdir()) == sorted(expected)
 
 
+@pytest.mark.slow
+def test_vlm_seed_spread(smoke):
+    smoke.run("evaluate_vlm")  # the extra stage reads the world and the pipeline model's vlm.json
+    notebook, parameters = stage_parameters(EXTRAS, "vlm_seed_spread", SMOKE_PARAMS, root=smoke.root)
+    run_notebook(notebook, parameters, smoke.root / "extras_notebooks", cwd=ROOT, name=executed_name(notebook, "vlm_seed_spread"))
+    table = pd.read_csv(smoke.file("reports/tables/vlm_seed_spread.csv"))
+    assert table["seed"].tolist() == [0, 1]  # the pipeline's model, then the smoke profile's extra seed
+    assert table.loc[0, "accuracy_full"] == smoke.json("reports/metrics/vlm.json")["accuracy_full"]
+    assert (smoke.file("models/vlm_seeds/seed_1") / "model.safetensors").is_file()
+    spread = smoke.json("reports/metrics/vlm_seed_spread.json")
+    assert _flat(spread) and spread["num_seeds"] == 2 and spread["seeds"] == "0 1"
+    assert spread["accuracy_full_min"] <= spread["accuracy_full_mean"] <= spread["accuracy_full_max"]
+    assert smoke.file("reports/figures/vlm_seed_spread.png").stat().st_size > 1000
+
+
 def test_every_stage_reads_declared_params_only():
-    for name in STAGES:
-        notebook, names = stage_spec(DVC, name)
-        assert (ROOT / notebook).is_file(), name
+    for dvc_file, name in [(DVC, n) for n in STAGES] + [(EXTRAS, "vlm_seed_spread")]:
+        notebook, names = stage_spec(dvc_file, name)
+        assert (dvc_file.parent / notebook).is_file(), name
         load_params(ROOT / "params.yaml", names)  # every declared param exists, in params.yaml
         load_params(SMOKE_PARAMS, names)  # and in the smoke profile
 

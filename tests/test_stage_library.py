@@ -1,7 +1,8 @@
 """The library calls behind notebooks 02-04 and 10: vlm.json and blind_filter.json are flat and hold the table's
-numbers, and the report's headline reads the flat metrics files (a missing one is one line)."""
+numbers, and the report's headline reads the flat metrics files (a missing one is one line); 11's seed spread."""
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -61,3 +62,14 @@ def test_oracle_keeps_name_the_asked_objects_and_every_object(test_split):
         assert set(row[asked]) == set(asked_objects(item))
     assert (keeps["objects only"] == (labels >= 0)).all() and (keeps["asked objects only"] <= keeps["objects only"]).all()
     assert "asked objects only" in keep_rules([0.5], seed=0, split=test_split)
+
+
+def test_seed_spread_metrics_are_mean_sd_min_max_over_the_seeds():
+    from cacovid_lib.pipeline.video_llm_seeds import spread_metrics
+
+    table = pd.DataFrame({"seed": [0, 1, 2], "accuracy_full": [0.9, 0.8, 0.4], "accuracy_blind": [0.25, 0.25, 0.25]})
+    out = spread_metrics(table)
+    assert out["num_seeds"] == 3 and out["seeds"] == "0 1 2"
+    assert out["accuracy_full_mean"] == 0.7 and out["accuracy_full_sd"] == round(float(np.std([0.9, 0.8, 0.4], ddof=1)), 4)
+    assert (out["accuracy_full_min"], out["accuracy_full_max"]) == (0.4, 0.9)
+    assert out["accuracy_blind_sd"] == 0.0 and "accuracy_random_0.1_mean" not in out  # only the columns it has

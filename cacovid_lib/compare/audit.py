@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from cacovid_lib.compare.baselines import last_token_attention, vision_attention_received
-from cacovid_lib.data.schema import asked_objects
+from cacovid_lib.data.schema import asked_token_mask
 from cacovid_lib.method.policy import CompressionPolicy, scores
 from cacovid_lib.models.base import VideoLLM
 
@@ -33,7 +33,7 @@ def audit_sample(vlm: VideoLLM, split, num_items: int, seed: int = 0) -> AuditSa
     idx = np.sort(np.random.default_rng(seed).choice(len(split), num_items, replace=False))
     items = [split.items[i] for i in idx]
     pixels = torch.stack([vlm.preprocess(split.frames[v]) for v in split.video_of_item[idx]])  # (B, t, 3, S, S)
-    target = torch.from_numpy(np.stack([np.isin(split.object_labels[v].reshape(-1), asked_objects(it))
+    target = torch.from_numpy(np.stack([asked_token_mask(split.object_labels[v].reshape(-1), it)
                                         for v, it in zip(split.video_of_item[idx], items)]))  # (B, N)
     return AuditSample(idx, items, split.answers[idx], pixels, vlm.encode_video(pixels), target)
 

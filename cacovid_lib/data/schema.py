@@ -2,6 +2,8 @@
 and its option texts. (The embedded world writes it; Video-R1 training JSON and the benchmarks are read into it.)"""
 from __future__ import annotations
 
+import numpy as np
+
 from cacovid_lib.io_utils import KitInputError, read_json
 
 # Two alphabets of option letters. The embedded world always asks four options, and its tokenizer's vocabulary holds
@@ -40,3 +42,9 @@ def asked_objects(item: dict) -> list[int]:
     if "target_objects" in item:
         return list(item["target_objects"])
     return [item["target_object"]]
+
+
+def asked_token_mask(object_labels: np.ndarray, item: dict) -> np.ndarray:
+    """Which video tokens show an object the question asks about: a bool array of `object_labels`' shape (the
+    object index each token of the question's video shows, -1 for none)."""
+    return np.isin(object_labels, asked_objects(item))

@@ -1,9 +1,12 @@
 """Build and train the embedded default's small video LLM (a real `LlavaOnevisionForConditionalGeneration`).
 
 Recipe (why each piece is there, docs/recipe-findings.md has the costs and validation runs behind it):
-1. Projector alignment with dense labels from the generator: every projected video token is pushed,
-   through the LLM's own (tied) word embeddings, towards the words of the object it shows
-   ("red", "circle") or "background". Retrieval in the LLM then matches like with like.
+1. Projector alignment with dense labels from the generator: every projected video token of an object is pushed,
+   through the LLM's own (tied) word embeddings, towards the words of the object it shows ("red", "circle").
+   Retrieval in the LLM then matches like with like. With `aux_tokens: all` the other tokens (background, clutter)
+   are pushed towards the word "background", which collapses every busy background to one point in the LLM's
+   input space; with `aux_tokens: objects` (the default in params.yaml) they keep what their pixels give them,
+   as diverse as in a real video LLM, and binding formed sooner (docs/recipe-findings.md, issue 15).
 2. Options are scored by their text ("red circle"), so each answer is found by two one-hop lookups
    (is "red" present? is the red thing a circle?) instead of a question -> letter -> video chain.
 3. A token curriculum: the first steps keep only the object tokens (plus a growing share of the
@@ -30,7 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cacovid_lib.data.schema import asked_objects
+from cacovid_lib.data.schema import asked_token_mask
 from cacovid_lib.embedded.world import COLOURS, EXTRA_SHAPES, SHAPES, WorldSpec
 from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.models.base import VideoLLM
@@ -71,6 +74,8 @@ class VLMTrainConfig:
     warmup_steps: int = 100  # linear warm-up before cosine decay to 10% of `lr`
     weight_decay: float = 0.01  # AdamW weight decay
     aux_weight: float = 1.0  # weight of the per-token label loss (projector alignment)
+    aux_tokens: Literal["all", "objects"] = "all"  # all: every video token is pushed towards its object's words or
+    # 'background'; objects: only object tokens are, background and clutter tokens keep what their pixels give them
     full_keep_prob: float = 0.5  # share of batches that keep every video token
     min_keep_ratio: float = 0.02  # other batches keep a ratio drawn uniformly in [min, max]
     max_keep_ratio: float = 0.6
@@ -84,6 +89,8 @@ class VLMTrainConfig:
     # whether and when binding forms, depend on it: the default recipe learned at 1 thread (docs/recipe-findings.md)
 
     def __post_init__(self):
+        if self.aux_tokens not in ("all", "objects"):
+            raise ValueError(f"aux_tokens: {self.aux_tokens!r} is not valid; valid: all, objects")
         if self.curriculum_start not in ("objects", "asked"):
             raise ValueError(f"curriculum_start: {self.curriculum_start!r} is not valid; valid: objects, asked")
         if self.questions_per_video < 1 or self.batch_size % self.questions_per_video:
@@ -126,6 +133,16 @@ def token_word_targets(labels: np.ndarray, layouts: list[dict], tokenizer) -> to
         for k, obj in enumerate(layout["objects"]):
             out[v, flat[v] == k] = (word[obj["colour"]], word[obj["shape"]])
     return torch.from_numpy(out)
+
+
+def token_word_loss(word_logp: torch.Tensor, targets: torch.Tensor, counted: torch.Tensor | None = None) -> torch.Tensor:
+    """The auxiliary label loss: mean negative log-likelihood of each video token's two target words. word_logp
+    (B, N, V) log-probabilities over the vocabulary, targets (B, N, 2) word ids, counted (B, N) bool: the tokens
+    that count (None: all; no counted token at all gives 0)."""
+    logp = word_logp.gather(-1, targets)  # (B, N, 2)
+    if counted is None:
+        return -logp.mean()
+    return -(logp.sum(-1) * counted).sum() / (2 * counted.sum().clamp(min=1))
 
 
 def random_keep_masks(rng: np.random.Generator, batch: int, n: int, cfg: VLMTrainConfig) -> torch.Tensor:
@@ -239,13 +256,15 @@ def _train(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn, eval_every: int) 
         if step < cfg.curriculum_steps:
             labels = split.object_labels[vids].reshape(len(idx), n)  # (B, N) object index or -1
             asked = None if cfg.curriculum_start == "objects" else \
-                np.stack([np.isin(row, asked_objects(split.items[i])) for row, i in zip(labels, idx)])  # (B, N)
+                np.stack([asked_token_mask(row, split.items[i]) for row, i in zip(labels, idx)])  # (B, N)
             keeps = curriculum_keep_masks(rng, labels, step / cfg.curriculum_steps, asked)
         else:
             keeps = random_keep_masks(rng, cfg.batch_size, n, cfg)  # (B, N)
         # auxiliary loss: each projected video token should read as its object's words through the tied embeddings
-        word_logits = torch.log_softmax(model.lm_head(video_embeds[:, :n]), dim=-1)  # (B, N, V)
-        aux = -word_logits.gather(-1, targets[vids]).mean()
+        word_logp = torch.log_softmax(model.lm_head(video_embeds[:, :n]), dim=-1)  # (B, N, V)
+        counted = None if cfg.aux_tokens == "all" else \
+            torch.from_numpy(split.object_labels[vids].reshape(len(idx), n) >= 0)  # (B, N) object tokens only
+        aux = token_word_loss(word_logp, targets[vids], counted)
         # answer loss: teacher-forced correct option text + end of turn, on the compressed sequence
         conts = [prompts[i].option_ids[split.answers[i]] + [eos] for i in idx]
         logp = vlm.continuation_logprobs([prompts[i] for i in idx], video_embeds, keeps, conts)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cacovid_lib.data.schema import asked_objects, load_items
+from cacovid_lib.data.schema import asked_objects, asked_token_mask, load_items
 from cacovid_lib.data.video_io import read_video, uniform_frame_indices
 from cacovid_lib.embedded.world import WorldSpec, token_labels
 from cacovid_lib.io_utils import KitInputError, read_json
@@ -18,7 +18,7 @@ def question_token_shares(items: list[dict], layouts: dict, num_frames: int, spe
     shares = []
     for item in items:
         labels = token_labels(layouts[item["path"]], num_frames, spec)  # (t, h*w) object index or -1
-        shares.append(np.isin(labels, asked_objects(item)).mean())
+        shares.append(asked_token_mask(labels, item).mean())
     return np.array(shares)
 
 

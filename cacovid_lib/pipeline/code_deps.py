@@ -1,7 +1,8 @@
 """Which kit code a stage runs: its notebook's transitive `cacovid_lib` imports, as the deps dvc.yaml must declare.
 
     python -m cacovid_lib.pipeline.code_deps            # prints each stage's code deps
-    python -m cacovid_lib.pipeline.code_deps --write    # rewrites them in dvc.yaml (each stage's cacovid_lib/ lines)
+    python -m cacovid_lib.pipeline.code_deps --write    # rewrites them in dvc.yaml and extras/dvc.yaml (each
+                                                        # stage's cacovid_lib/ lines)
 
 A stage depends on exactly the library files it imports, directly or through other kit modules (not on the whole
 package), so that a change in one module reruns only the stages that run it: a new baseline in compare/ does not
@@ -17,6 +18,8 @@ from cacovid_lib.io_utils import KitInputError
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "cacovid_lib"
+DVC_FILES = ("dvc.yaml", "extras/dvc.yaml")
+"""the pipeline (`dvc repro`) and the extra stages (`dvc repro extras/dvc.yaml`); both name deps from the project root"""
 
 
 def imported_modules(source: str) -> set[str]:
@@ -98,15 +101,15 @@ def main(argv=None) -> int:
     import yaml
 
     argv = sys.argv[1:] if argv is None else argv
-    dvc_file = ROOT / "dvc.yaml"
-    if "--write" in argv:
-        dvc_file.write_text(rewrite_dvc_yaml(dvc_file.read_text()))
-        return 0
-    stages = yaml.safe_load(dvc_file.read_text())["stages"]
-    for name, spec in stages.items():
-        spec = spec.get("do", spec)  # a foreach stage's runs share one spec
-        notebook = next(d for d in spec["deps"] if str(d).endswith(".ipynb"))
-        print(f"{name}:\n" + "".join(f"  - {d}\n" for d in stage_code_deps(notebook)))
+    for name in DVC_FILES:
+        dvc_file = ROOT / name
+        if "--write" in argv:
+            dvc_file.write_text(rewrite_dvc_yaml(dvc_file.read_text()))
+            continue
+        for stage, spec in yaml.safe_load(dvc_file.read_text())["stages"].items():
+            spec = spec.get("do", spec)  # a foreach stage's runs share one spec
+            notebook = next(d for d in spec["deps"] if str(d).endswith(".ipynb"))
+            print(f"{name}: {stage}:\n" + "".join(f"  - {d}\n" for d in stage_code_deps(notebook)))
     return 0
 
 

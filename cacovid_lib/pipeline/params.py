@@ -136,6 +136,16 @@ class VLMParams:
 
 
 @dataclass
+class VLMSeedSpreadParams:
+    """`vlm_seed_spread`: the video LLM's recipe trained again at other seeds (11-vlm-seed-spread, extras/dvc.yaml)."""
+
+    seeds: list[int] = field(default_factory=lambda: [1, 2])
+    """seeds trained besides the pipeline's own (vlm.train.seed); each model goes to models/vlm_seeds/seed_<s>/"""
+    workers: int = 2
+    """trainings run at once, each in its own process (the recipe's one torch thread each: one per core)"""
+
+
+@dataclass
 class EvaluateParams:
     """`evaluate`: the video LLM on the test split with all, no, and random tokens (03-evaluate-video-llm)."""
 
@@ -248,7 +258,8 @@ class MethodParams:
     """VidCom²: softmax temperature of the frames' uniqueness"""
 
 
-STAGE_PARAMS = {"world": WorldParams, "vlm": VLMParams, "evaluate": EvaluateParams, "policy": PolicyParams,
+STAGE_PARAMS = {"world": WorldParams, "vlm": VLMParams, "vlm_seed_spread": VLMSeedSpreadParams,
+                "evaluate": EvaluateParams, "policy": PolicyParams,
                 "evaluate_policy": EvaluatePolicyParams, "benchmark": BenchmarkParams, "methods": MethodParams,
                 "audit": AuditParams, "ablations": AblationsParams}
 """params.yaml block -> its dataclass"""

@@ -18,6 +18,8 @@ SCRATCH = "scratch"
 PIPELINE_PATHS = {
     "world_dir": "data/world",
     "model_dir": "models/small_vlm",
+    "vlm_metrics": "reports/metrics/vlm.json",
+    "seed_models_dir": "models/vlm_seeds",
     "filtered_file": "data/filtered/train.json",
     "policy_dir": "models/policy",
     "policy_metrics": "reports/metrics/policy.json",

@@ -8,6 +8,7 @@ stage declares (`vlm` passes the whole block as a dict parameter `vlm`; `world.n
 scratch/ instead), and writes the executed copy to reports/notebooks/.
 A `foreach` stage (train_policy: one run per seed of `policy.seeds`) is run one item at a time, as DVC names it:
 `python -m cacovid_lib.pipeline.stage train_policy@1`; the item is passed as the notebook parameter `seed`.
+The extra stages (extras/dvc.yaml, outside the default `dvc repro`) run the same way with `--dvc-file extras/dvc.yaml`.
 A `KitInputError` raised inside the notebook is reported as its one-line message, not a traceback.
 """
 from __future__ import annotations
@@ -49,7 +50,9 @@ def _substitute(value, item: str):
 
 
 def stage_spec(dvc_file, stage: str) -> tuple[str, list[str]]:
-    """(notebook, declared param names) of a dvc.yaml stage; `name@item` for one item of a foreach stage."""
+    """(notebook, declared param names) of a dvc.yaml stage; `name@item` for one item of a foreach stage. The notebook
+    is relative to the dvc.yaml's folder (its deps are relative to the stage's `wdir`, which extras/dvc.yaml sets to
+    the project root)."""
     stages = read_params(dvc_file).get("stages", {})
     name, _, item = stage.partition("@")
     if name not in stages:
@@ -62,7 +65,8 @@ def stage_spec(dvc_file, stage: str) -> tuple[str, list[str]]:
     notebooks = [d for d in spec.get("deps", []) if str(d).endswith(".ipynb")]
     if not notebooks:
         raise KitInputError(f"{dvc_file}: stage {stage} has no notebook among its deps")
-    return notebooks[0], [p for p in spec.get("params", []) if isinstance(p, str)]
+    notebook = (Path(spec.get("wdir", ".")) / notebooks[0]).as_posix()  # deps are relative to the stage's wdir
+    return notebook.removeprefix("./"), [p for p in spec.get("params", []) if isinstance(p, str)]
 
 
 def stage_runs(dvc_file, params_file) -> list[str]:

@@ -7,7 +7,7 @@ import pandas as pd
 
 from cacovid_lib.compare.evaluation import accuracy_table, predict
 from cacovid_lib.compare.keep import fixed_keep_rule, keep_all, keep_none, random_keep_rule
-from cacovid_lib.data.schema import asked_objects
+from cacovid_lib.data.schema import asked_token_mask
 
 ORACLES = {"asked objects only": "asked_objects_only", "objects only": "objects_only"}  # column -> vlm.json key
 
@@ -16,7 +16,7 @@ def oracle_keeps(split) -> dict[str, np.ndarray]:
     """(num_items, N) bool masks from the generator's ground truth: the tokens of the objects each question asks
     about (what a perfect compressor keeps), and every object's tokens (no background, no clutter)."""
     labels = split.object_labels[split.video_of_item].reshape(len(split), -1)  # (n, N) object index or -1
-    asked = np.stack([np.isin(row, asked_objects(it)) for row, it in zip(labels, split.items)])
+    asked = np.stack([asked_token_mask(row, it) for row, it in zip(labels, split.items)])
     return {"asked objects only": asked, "objects only": labels >= 0}
 
 

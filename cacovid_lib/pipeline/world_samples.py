@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cacovid_lib.data.schema import asked_objects
+from cacovid_lib.data.schema import asked_token_mask
 
 
 def sample_rows(items: list[dict], max_rows: int = 5) -> list[int]:
@@ -29,7 +29,7 @@ def world_samples_figure(split, max_rows: int = 5):
     fig, axes = plt.subplots(len(rows), t, figsize=(1.4 * t, 1.75 * len(rows)), squeeze=False)
     for row, i in enumerate(rows):
         item, video = split.items[i], split.video_of_item[i]
-        asked = np.isin(split.object_labels[video], asked_objects(item))  # (t, h*w)
+        asked = asked_token_mask(split.object_labels[video], item)  # (t, h*w)
         for j, ax in enumerate(axes[row]):
             ax.imshow(split.frames[video, j])
             for c in np.flatnonzero(asked[j]):
