@@ -8,15 +8,13 @@ import sys
 
 import papermill as pm
 import pytest
-import yaml
 from conftest import ROOT
 
-from cacovid_lib.pipeline.code_deps import DVC_FILES
+from cacovid_lib.pipeline.code_deps import dvc_stages
 from cacovid_lib.pipeline.paths import PIPELINE_PATHS, at_project_root, input_path, project_root, scratch_path, stage_paths
 from cacovid_lib.pipeline.stage import run_notebook
 
-STAGES = {name: spec.get("do", spec) for dvc_file in DVC_FILES  # the pipeline's and the extra stages
-          for name, spec in yaml.safe_load((ROOT / dvc_file).read_text())["stages"].items()}
+STAGES = dvc_stages()  # the pipeline's and the extra stages
 PATH_SUFFIXES = ("_dir", "_file", "_metrics")
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cacovid_lib.pipeline.code_deps import DVC_FILES, imported_modules, stage_code_deps, transitive_files
+from cacovid_lib.pipeline.code_deps import dvc_stages, imported_modules, stage_code_deps, transitive_files
 from conftest import ROOT
 
 PACKAGE = ROOT / "cacovid_lib"
@@ -67,8 +67,7 @@ def test_the_import_walk_sees_function_level_and_package_imports():
     assert {"cacovid_lib/compare/baselines.py", "cacovid_lib/method/selection.py", "cacovid_lib/io_utils.py"} <= files
 
 
-STAGES = {name: spec.get("do", spec) for dvc_file in DVC_FILES  # the pipeline's and the extra stages
-          for name, spec in yaml.safe_load((ROOT / dvc_file).read_text())["stages"].items()}
+STAGES = dvc_stages()  # the pipeline's and the extra stages
 
 
 @pytest.mark.parametrize("stage", sorted(STAGES))

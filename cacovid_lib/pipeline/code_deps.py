@@ -6,7 +6,7 @@
 
 A stage depends on exactly the library files it imports, directly or through other kit modules (not on the whole
 package), so that a change in one module reruns only the stages that run it: a new baseline in compare/ does not
-rebuild the world or retrain the video LLM. tests/test_code_deps.py fails when dvc.yaml misses one.
+rebuild the world or retrain the video LLM. tests/test_layout.py fails when a dvc file misses one.
 """
 from __future__ import annotations
 
@@ -97,19 +97,23 @@ def rewrite_dvc_yaml(text: str) -> str:
     return "".join(out)
 
 
-def main(argv=None) -> int:
+def dvc_stages() -> dict[str, dict]:
+    """Every stage of DVC_FILES by name -> its spec (a foreach stage's `do` block, which its runs share)."""
     import yaml
 
+    return {name: spec.get("do", spec) for dvc_file in DVC_FILES
+            for name, spec in yaml.safe_load((ROOT / dvc_file).read_text())["stages"].items()}
+
+
+def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    for name in DVC_FILES:
-        dvc_file = ROOT / name
-        if "--write" in argv:
-            dvc_file.write_text(rewrite_dvc_yaml(dvc_file.read_text()))
-            continue
-        for stage, spec in yaml.safe_load(dvc_file.read_text())["stages"].items():
-            spec = spec.get("do", spec)  # a foreach stage's runs share one spec
-            notebook = next(d for d in spec["deps"] if str(d).endswith(".ipynb"))
-            print(f"{name}: {stage}:\n" + "".join(f"  - {d}\n" for d in stage_code_deps(notebook)))
+    if "--write" in argv:
+        for name in DVC_FILES:
+            (ROOT / name).write_text(rewrite_dvc_yaml((ROOT / name).read_text()))
+        return 0
+    for stage, spec in dvc_stages().items():
+        notebook = next(d for d in spec["deps"] if str(d).endswith(".ipynb"))
+        print(f"{stage}:\n" + "".join(f"  - {d}\n" for d in stage_code_deps(notebook)))
     return 0
 
 
