@@ -48,3 +48,13 @@ def test_adaptive_sample_rate_halves_on_success_doubles_on_failure_within_bounds
 def test_clipped_objective_stays_finite_when_the_policy_moved_far():
     loss = clipped_objective(torch.tensor([[0.0, -3000.0]]), torch.tensor([[-3000.0, 0.0]]), torch.tensor([-1.0]))
     assert torch.isfinite(loss).all()
+
+
+def test_mean_bernoulli_entropy_is_log2_undecided_zero_collapsed_and_differentiable():
+    from cacovid_lib.method.grpo import mean_bernoulli_entropy
+
+    assert torch.isclose(mean_bernoulli_entropy(torch.zeros(3, 2)), torch.log(torch.tensor(2.0)))
+    assert mean_bernoulli_entropy(torch.tensor([[0.0, 40.0]])) < 1e-6
+    logits = torch.tensor([[0.0, 2.0]], requires_grad=True)
+    mean_bernoulli_entropy(logits).backward()
+    assert logits.grad[0, 1] < 0 < logits.grad[0, 0]  # more entropy = the two logits closer together

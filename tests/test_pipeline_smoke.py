@@ -112,6 +112,7 @@ def test_train_policy(smoke):
         assert config["step"] == 4 and config["train_config"]["seed"] == seed
         history = pd.read_csv(smoke.file(f"reports/plots/policy_training_seed_{seed}.csv"))
         assert len(history) == 4 and {"zero_spread_token", "clip_low", "entropy_token", "grad_norm"} <= set(history)
+        assert history["asked_in_rollouts"].between(0, 1).all()  # the rollouts' asked-object share, every step
         assert smoke.file(f"reports/figures/policy_training_seed_{seed}.png").stat().st_size > 1000
         weights.append((folder / "policy.safetensors").read_bytes())
     assert weights[0] != weights[1]  # the seeds train different policies
@@ -132,6 +133,22 @@ def test_evaluate_policy(smoke):
     table = smoke.file("reports/tables/policy.csv").read_text().splitlines()
     assert table[0].startswith("retention,cacovid,cacovid_ci_low,cacovid_ci_high,") and len(table) == 1 + 2
     assert smoke.file("reports/figures/policy_retention.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_policy_upper_bound(smoke):
+    smoke.run("policy_upper_bound")
+    bound = smoke.json("reports/metrics/policy_upper_bound.json")
+    assert _flat(bound) and bound["num_test"] == 6 * 4
+    names = ("supervised_asked", "supervised_objects", "rl_seed_0", "rl_seed_1")  # both targets beside each RL policy
+    for name in names:
+        for r in ("0.25", "0.10"):
+            assert _covers(bound, f"{name}_accuracy_at_{r}") and 0 <= bound[f"{name}_asked_objects_kept_at_{r}"] <= 1
+    table = pd.read_csv(smoke.file("reports/tables/policy_upper_bound.csv"))
+    assert len(table) == len(names) * 2
+    losses = pd.read_csv(smoke.file("reports/plots/policy_upper_bound_loss.csv"))
+    assert sorted(losses["target"].unique()) == ["asked", "objects"] and len(losses) == 2 * 4
+    assert smoke.file("reports/figures/policy_upper_bound.png").stat().st_size > 1000
 
 
 @pytest.mark.slow
@@ -195,6 +212,7 @@ def test_ablations(smoke):
     history = pd.read_csv(smoke.file("reports/plots/ablations.csv"))
     assert set(history["run"]) == {"base", "sampler=independent", "sampling_modes=token"}  # each distinct run once
     assert (history.groupby("run")["step"].count() == 4).all()  # ablations.steps, not policy.train's
+    assert history["entropy_token"].notna().all() and history["asked_in_rollouts"].between(0, 1).all()
     assert "4 steps" in smoke.file("reports/tables/ablations.md").read_text()
 
 

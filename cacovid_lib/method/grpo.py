@@ -44,6 +44,13 @@ def kl_to_uniform(logp_new: torch.Tensor) -> torch.Tensor:
     return (torch.exp(log_r) - log_r - 1).mean()
 
 
+def mean_bernoulli_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean entropy (nats) of the keep/drop distributions softmax(z) of logits (..., 2), differentiable: log 2 for an
+    undecided policy, 0 for a collapsed one. An entropy bonus subtracts `entropy_weight ·` this from the loss."""
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (..., 2)
+    return -(logp.exp() * logp).sum(-1).mean()
+
+
 SAMPLE_RATE_SCHEDULES = ("kit", "release")  # what the adaptive rate reads and where each item starts
 
 

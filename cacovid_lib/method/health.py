@@ -10,6 +10,8 @@ import math
 
 import torch
 
+from cacovid_lib.method.grpo import mean_bernoulli_entropy
+
 
 def zero_spread_fraction(rewards: torch.Tensor) -> float:
     """Fraction of rows (items of one iteration) whose rewards are all equal: (B, G) -> float.
@@ -38,8 +40,7 @@ def clip_fractions(logp_new: torch.Tensor, logp_old: torch.Tensor, advantages: t
 def bernoulli_entropy(logits: torch.Tensor) -> float:
     """Mean entropy (nats) of the keep/drop distributions softmax(z) of logits (..., 2): log 2 for an undecided
     policy, 0 for a collapsed one."""
-    logp = torch.log_softmax(logits.float(), dim=-1)  # (..., 2)
-    return float(-(logp.exp() * logp).sum(-1).mean())
+    return float(mean_bernoulli_entropy(logits))
 
 
 def bernoulli_kl(logits: torch.Tensor, reference_logits: torch.Tensor) -> float:

@@ -36,7 +36,8 @@ from tqdm import tqdm
 
 from cacovid_lib.io_utils import KitInputError, atomic_path
 from cacovid_lib.method.grpo import (
-    SAMPLE_RATE_SCHEDULES, adapt_sample_rate, clipped_objective, group_advantages, kl_to_uniform, sample_rate_signal, token_loss
+    SAMPLE_RATE_SCHEDULES, adapt_sample_rate, clipped_objective, group_advantages, kl_to_uniform, mean_bernoulli_entropy,
+    sample_rate_signal, token_loss
 )
 from cacovid_lib.method.health import bernoulli_entropy, bernoulli_kl, clip_fractions, mean_kept_tokens, zero_spread_fraction
 from cacovid_lib.method.policy import CompressionPolicy, PolicyInputs, action_logprobs, save_policy, scores
@@ -62,6 +63,10 @@ class PolicyTrainConfig:
     eps_low: float = 0.2  # clip range of the ratio, below
     eps_high: float = 0.28  # clip range of the ratio, above
     kl_weight: float = 0.0  # weight of KL to Bernoulli(0.5) (release: 0)
+    # ---- anti-collapse measures (not in the paper or the release; issue 20's diagnosis, docs/recipe-findings.md) ----
+    entropy_weight: float = 0.0  # entropy bonus: the loss subtracts this x the token head's mean Bernoulli entropy
+    sampling_temperature: float = 1.0  # token-mode rollouts rank and draw from π_old's scores / this (> 1: flatter);
+    # the loss's ratios keep the untempered π_old
     lr: float = 1e-3  # heads' learning rate [1e-6·world_size/8 for 7B]
     layer_lr_scale: float = 0.1  # copied decoder layer's lr = lr · this
     weight_decay: float = 0.01
@@ -112,6 +117,9 @@ class PolicyTrainConfig:
                 raise KitInputError(f"{name}: {getattr(self, name)!r} is unknown; valid: {', '.join(valid)}")
         if self.reward_max_new_tokens < 1:
             raise KitInputError(f"reward_max_new_tokens: {self.reward_max_new_tokens} must be at least 1")
+        if self.entropy_weight < 0 or self.sampling_temperature <= 0:
+            raise KitInputError(f"entropy_weight: {self.entropy_weight} must be >= 0 and sampling_temperature: "
+                                f"{self.sampling_temperature} > 0")
         if self.num_generations < 4:
             raise KitInputError(f"num_generations: {self.num_generations} is too small (need >= 4: 1 content, token, frame)")
         if self.steps % self.num_iter_for_item:
@@ -208,6 +216,8 @@ def item_loss(token_logits, frame_logits, old_token_logits, old_frame_logits, me
         loss = loss + clipped_objective(fr_new, fr_old, fr_adv, cfg.eps_low, cfg.eps_high).mean()
     if cfg.kl_weight:
         loss = loss + cfg.kl_weight * kl_to_uniform(logp_new)
+    if cfg.entropy_weight:
+        loss = loss - cfg.entropy_weight * mean_bernoulli_entropy(token_logits)
     return loss
 
 
@@ -242,7 +252,7 @@ def train_policy(policy, inputs_fn: InputsFn, reward_fn: RewardFn, num_items: in
                  for i in idx]
         for _ in range(cfg.num_iter_for_item):
             # rollouts from π_old for every item, rewarded by the frozen video LLM in batched forwards
-            rolls = [sample_rollouts(scores(old_tok[b]), scores(old_fr[b]), inputs.raw_video[b].cpu(), inputs.grid,
+            rolls = [sample_rollouts(scores(old_tok[b]) / cfg.sampling_temperature, scores(old_fr[b]), inputs.raw_video[b].cpu(), inputs.grid,
                                      cfg.num_generations, rates[b], cfg.group_size, cfg.max_group_prob, cfg.frame_ratio, gen,
                                      cfg.sampling_modes, cfg.sampler, cfg.frame_clipping)
                      for b in range(len(idx))]

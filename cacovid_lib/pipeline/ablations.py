@@ -19,9 +19,10 @@ from cacovid_lib.compare.evaluation import correct
 from cacovid_lib.compare.intervals import bootstrap_interval
 from cacovid_lib.method.policy import CompressionPolicy
 from cacovid_lib.method.train_loop import PolicyTrainConfig, train_policy
-from cacovid_lib.pipeline.policy_training import PolicyTask
+from cacovid_lib.pipeline.policy_training import PolicyTask, join_rollout_log
 
-HISTORY_COLUMNS = ["run", "step", "reward_token", "reward_frame", "reward_content", "loss"]
+HISTORY_COLUMNS = ["run", "step", "reward_token", "reward_frame", "reward_content", "loss", "entropy_token",
+                   "zero_spread_token", "asked_in_rollouts", "reward_with_asked", "reward_without_asked"]
 
 
 def ablation_runs(variants: dict[str, dict[str, dict]]) -> dict[str, dict]:
@@ -50,8 +51,9 @@ def train_variant(task: PolicyTask, base: PolicyTrainConfig, overrides: dict) ->
     """Train a fresh policy (same seed as the base) with `overrides` applied -> (policy, history)."""
     cfg = replace(base, **{k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()})
     policy = CompressionPolicy.from_llm(task.vlm.language_model, seed=cfg.seed)
+    task.rollout_log = []
     state = train_policy(policy, task.inputs_fn, task.reward_fn, len(task.split), cfg, progress=False)
-    return policy.eval(), pd.DataFrame(state.history)
+    return policy.eval(), pd.DataFrame(join_rollout_log(state.history, task.rollout_log))
 
 
 @torch.no_grad()
@@ -79,7 +81,7 @@ def run_ablations(task: PolicyTask, base: PolicyTrainConfig, variants: dict[str,
         scores = validation_scores(task.vlm, policy, split, video_embeds, ratios, imp_ratio, seed)
         tail = history["reward_token"].tail(max(1, len(history) // 5)).mean()
         results[name] = {**scores, "final_token_reward": round(float(tail), 4), "train_s": round(time.time() - start, 1)}
-        histories.append(history.assign(run=name)[HISTORY_COLUMNS])
+        histories.append(history.assign(run=name).reindex(columns=HISTORY_COLUMNS))
         print(name, results[name])
     return results, pd.concat(histories)
 
@@ -109,18 +111,27 @@ def ablations_markdown(tables: dict[str, pd.DataFrame], base: PolicyTrainConfig,
 
 
 def ablation_curves_figure(histories: pd.DataFrame, variants: dict[str, dict[str, dict]], window: int = 20):
-    """Token-mode reward per step (`window`-step rolling mean), one panel per ablation, one curve per variant.
-    Returns the matplotlib Figure."""
+    """Per step (`window`-step rolling means), one column per ablation and one curve per variant: the token-mode
+    reward (top row) and the token head's entropy (bottom row: log 2 = undecided, 0 = collapsed). Returns the
+    matplotlib Figure."""
+    import math
+
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(variants), figsize=(4 * len(variants), 3.2), squeeze=False)
-    for ax, (ablation, variants_of) in zip(axes[0], variants.items()):
-        for variant, overrides in variants_of.items():
-            run = histories[histories["run"] == run_name(overrides)].set_index("step")["reward_token"]
-            run.rolling(window, min_periods=1).mean().plot(ax=ax, label=str(variant))
-        ax.set_title(ablation)
-        ax.set_xlabel("step")
-        ax.legend(fontsize=7)
-    axes[0, 0].set_ylabel(f"token-mode reward ({window}-step mean)")
+    rows = [("reward_token", f"token-mode reward ({window}-step mean)"), ("entropy_token", "token-head entropy (nats)")]
+    fig, axes = plt.subplots(len(rows), len(variants), figsize=(4 * len(variants), 3.0 * len(rows)), squeeze=False)
+    for col, (ablation, variants_of) in enumerate(variants.items()):
+        for row, (column, label) in enumerate(rows):
+            ax = axes[row, col]
+            for variant, overrides in variants_of.items():
+                run = histories[histories["run"] == run_name(overrides)].set_index("step")[column]
+                run.rolling(window, min_periods=1).mean().plot(ax=ax, label=str(variant))
+            ax.set_title(ablation if row == 0 else "")
+            ax.set_xlabel("step")
+            if column == "entropy_token":
+                ax.axhline(math.log(2), color="grey", lw=0.8, ls=":")
+            if col == 0:
+                ax.set_ylabel(label)
+        axes[0, col].legend(fontsize=7)
     plt.tight_layout()
     return fig

@@ -134,3 +134,14 @@ def ablation_metrics(tables: dict[str, pd.DataFrame]) -> dict:
     """ablations.json (stage 09) from pipeline.ablations' tables: `<ablation>_<variant>_<column>` for every cell."""
     return flat({f"{metric_name(ablation)}_{metric_name(variant)}_{col}": v
                  for ablation, table in tables.items() for variant, row in table.iterrows() for col, v in row.items()})
+
+
+def upper_bound_metrics(table: pd.DataFrame, num_test: int) -> dict:
+    """policy_upper_bound.json (stage 12) from pipeline.policy_upper_bound.selection_table: `<policy>_<column>_<at_r>`
+    for the accuracy (with its interval) and the object coverage of every policy x retention ratio."""
+    out: dict = {"num_test": num_test}
+    for _, row in table.iterrows():
+        key, r = metric_name(row["policy"]), at(row["retention"])
+        out.update(with_interval(f"{key}_accuracy_{r}", row["accuracy"], row["ci_low"], row["ci_high"]))
+        out.update({f"{key}_{col}_{r}": row[col] for col in ("asked_objects_kept", "objects_covered", "kept_on_no_object")})
+    return flat(out)

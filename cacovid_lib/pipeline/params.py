@@ -183,6 +183,25 @@ class EvaluatePolicyParams:
 
 
 @dataclass
+class PolicyUpperBoundParams:
+    """`policy_upper_bound`: the policy network trained by supervision on the ground truth, beside the RL policies
+    (12-policy-upper-bound; issue 20's diagnosis)."""
+
+    targets: list[typing.Literal["asked", "objects"]] = field(default_factory=lambda: ["asked", "objects"])
+    """what each supervised policy is taught to keep: the asked objects' tokens, or every object's tokens"""
+    steps: int = 1000
+    """AdamW steps of each supervised training"""
+    items_per_step: int = 4
+    """training questions per step"""
+    lr: float = 1e-3
+    """the heads' learning rate (the copied layer's: a tenth, as in the RL loop)"""
+    retention_ratios: list[float] = field(default_factory=lambda: [0.25, 0.1, 0.05])
+    """retention ratios scored on the test split"""
+    seed: int = 0
+    """seeds the policy's initialisation, the batches and the bootstrap intervals"""
+
+
+@dataclass
 class BenchmarkParams:
     """`benchmark`: every method x retention ratio on the test split, and their cost (07-benchmark)."""
 
@@ -260,6 +279,6 @@ class MethodParams:
 
 STAGE_PARAMS = {"world": WorldParams, "vlm": VLMParams, "vlm_seed_spread": VLMSeedSpreadParams,
                 "evaluate": EvaluateParams, "policy": PolicyParams,
-                "evaluate_policy": EvaluatePolicyParams, "benchmark": BenchmarkParams, "methods": MethodParams,
+                "evaluate_policy": EvaluatePolicyParams, "policy_upper_bound": PolicyUpperBoundParams, "benchmark": BenchmarkParams, "methods": MethodParams,
                 "audit": AuditParams, "ablations": AblationsParams}
 """params.yaml block -> its dataclass"""

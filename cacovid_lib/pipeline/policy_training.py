@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cacovid_lib.data.schema import asked_token_mask
 from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.method.policy import CompressionPolicy, PolicyInputs
 from cacovid_lib.models.base import VideoLLM, encode_videos
@@ -21,6 +22,8 @@ from cacovid_lib.models.rewards import KIT_MAX_NEW_TOKENS, generation_rewards, m
 class PolicyTask:
     """The frozen video LLM on one split, seen by the policy loop."""
 
+    asked: torch.Tensor | None = None  # (num_items, N) bool, the asked objects' tokens (embedded world only)
+
     def __init__(self, vlm: VideoLLM, split, video_embeds: torch.Tensor | None = None, reward: str = "multiple_choice",
                  max_new_tokens: int = KIT_MAX_NEW_TOKENS):
         if reward not in ("multiple_choice", "generation"):
@@ -30,6 +33,10 @@ class PolicyTask:
         self.items, self.answers = split.items, split.answers
         self.video_embeds = encode_videos(vlm, split.frames) if video_embeds is None else video_embeds  # (V, N+1, D)
         self.prompts = [vlm.prompt(item) for item in split.items]
+        # the embedded world's ground truth: which tokens show each question's asked objects (N,) -> rollout_log
+        self.asked = None if split.object_labels is None else torch.from_numpy(np.stack(
+            [asked_token_mask(split.object_labels[v].reshape(-1), item) for v, item in zip(split.video_of_item, split.items)]))
+        self.rollout_log: list[dict] = []  # one row per reward_fn call (= per training step), see rollout_stats
 
     def item_video_embeds(self, idx) -> torch.Tensor:
         return self.video_embeds[self.split.video_of_item[np.asarray(idx)]]  # (B, N+1, D)
@@ -41,8 +48,22 @@ class PolicyTask:
         """masks (B, G, N) -> rewards (B, G) from the frozen LLM, batched over every mask of every item."""
         items = [self.items[i] for i in idx]
         if self.reward == "generation":
-            return generation_rewards(self.vlm, items, self.item_video_embeds(idx), masks, self.max_new_tokens)
-        return multiple_choice_rewards(self.vlm, items, self.answers[np.asarray(idx)], self.item_video_embeds(idx), masks)
+            rewards = generation_rewards(self.vlm, items, self.item_video_embeds(idx), masks, self.max_new_tokens)
+        else:
+            rewards = multiple_choice_rewards(self.vlm, items, self.answers[np.asarray(idx)], self.item_video_embeds(idx), masks)
+        if self.asked is not None:
+            self.rollout_log.append(rollout_stats(masks, self.asked[torch.as_tensor(idx)], rewards.float().cpu()))
+        return rewards
+
+
+def rollout_stats(masks: torch.Tensor, asked: torch.Tensor, rewards: torch.Tensor) -> dict:
+    """Is the reward signal there? Of one step's rollouts (every mode) masks (B, G, N) bool, with the asked objects'
+    tokens asked (B, N) bool and rewards (B, G): the share of rollouts that keep a token of an asked object, and the
+    mean reward of the rollouts that do and of those that do not (NaN where there are none)."""
+    hit = (masks & asked[:, None, :]).any(-1)  # (B, G)
+    mean = lambda r: float(r.mean()) if r.numel() else math.nan  # noqa: E731
+    return {"asked_in_rollouts": float(hit.float().mean()), "reward_with_asked": mean(rewards[hit]),
+            "reward_without_asked": mean(rewards[~hit])}
 
 
 class VideoR1Task(PolicyTask):
@@ -111,7 +132,17 @@ def train_policy_on_split(model_dir, world_dir, num_frames: int, cfg, out_dir, i
         p.requires_grad_(False)
     split = load_split(world_dir, "train", num_frames, items_file=items_file)
     task = PolicyTask(vlm, split, reward=reward, max_new_tokens=cfg.reward_max_new_tokens)
-    return _train_and_save(vlm, task, len(split), model_dir, cfg, out_dir, accelerator, resume, progress)
+    policy, state = _train_and_save(vlm, task, len(split), model_dir, cfg, out_dir, accelerator, resume, progress)
+    join_rollout_log(state.history, task.rollout_log)
+    return policy, state
+
+
+def join_rollout_log(history: list[dict], rollout_log: list[dict]) -> list[dict]:
+    """Add each step's rollout_stats (PolicyTask.rollout_log, one row per reward call = per step) to the last rows of
+    the loop's history (a resumed run logged only the steps after the resume), in place; returns `history`."""
+    for row, stats in zip(history[len(history) - len(rollout_log):], rollout_log):
+        row.update(stats)
+    return history
 
 
 def epoch_steps(num_items: int, cfg, num_processes: int, epochs: float = 1.0) -> int:
@@ -195,6 +226,8 @@ POLICY_TRAINING_PANELS = [
     ("KL to the iteration-0 policy", "nats per decision", ["kl_token", "kl_frame"]),
     ("gradient norm before clipping", "norm", ["grad_norm"]),
     ("kept tokens per rollout", "tokens", ["kept_tokens"]),
+    ("rollouts keeping an asked object", "share of rollouts", ["asked_in_rollouts"]),
+    ("reward with / without an asked object", "answer accuracy", ["reward_with_asked", "reward_without_asked"]),
     ("sample rate and learning rate", "sample rate r", ["sample_rate"]),
 ]
 

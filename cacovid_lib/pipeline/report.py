@@ -16,6 +16,10 @@ SECTIONS = [
      "Test accuracy with all video tokens, without the video (blind), and with random token subsets."),
     ("CaCoVID against random selection", "tables/policy.md", "figures/policy_retention.png",
      "The trained policy at every retention ratio (imp_ratio chosen on validation)."),
+    ("The policy network's supervised upper bound", "tables/policy_upper_bound.md", "figures/policy_upper_bound.png",
+     "The same network as the policy, trained by supervision on the ground truth (the asked objects' tokens, or every "
+     "object's tokens) and selected by the same rule, beside the RL-trained policies (test split): can the network "
+     "find what the question asks about, and does RL find it?"),
     ("Main table: every method at every retention ratio", "tables/main.md", "figures/benchmark_retention.png",
      "Every registered method on the same test questions, at the same token budgets."),
     ("Which objects the kept tokens show", "tables/coverage.csv", None,
