@@ -90,6 +90,16 @@ def test_evaluate_vlm(smoke):
 
 
 @pytest.mark.slow
+def test_token_geometry(smoke):
+    smoke.run("token_geometry")
+    geometry = smoke.json("reports/metrics/token_geometry.json")
+    assert _flat(geometry) and geometry["num_videos"] == 6
+    for kind in ("non_object_pair", "object_pair", "object_vs_non_object"):
+        assert -1 <= geometry[f"{kind}_cosine"] <= 1, kind
+    assert smoke.file("reports/figures/token_geometry.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
 def test_filter_blind(smoke):
     smoke.run("filter_blind")
     blind = smoke.json("reports/metrics/blind_filter.json")

@@ -6,7 +6,7 @@ Recipe (why each piece is there, docs/recipe-findings.md has the costs and valid
    Retrieval in the LLM then matches like with like. With `aux_tokens: all` the other tokens (background, clutter)
    are pushed towards the word "background"; with `aux_tokens: objects` (the default in params.yaml) they are left
    to what the answer loss makes of them, and binding formed sooner (docs/recipe-findings.md, issue 15). They still
-   end up in one narrow cone (scripts/token_geometry.py): nothing in this task asks the model to tell them apart.
+   end up in one narrow cone (stage token_geometry, reports/metrics/token_geometry.json): nothing in this task asks the model to tell them apart.
 2. Options are scored by their text ("red circle"), so each answer is found by two one-hop lookups
    (is "red" present? is the red thing a circle?) instead of a question -> letter -> video chain.
 3. A token curriculum: the first steps keep only the object tokens (plus a growing share of the

@@ -14,6 +14,10 @@ SECTIONS = [
      "sample videos as the video LLM sees them with the asked objects' tokens outlined."),
     ("The small video LLM", "tables/vlm.md", "figures/vlm_training.png",
      "Test accuracy with all video tokens, without the video (blind), and with random token subsets."),
+    ("How the video tokens are spread", "metrics/token_geometry.json", "figures/token_geometry.png",
+     "Mean cosine between two video tokens of one test video, by kind of pair (compare/token_geometry.py): two "
+     "different objects, an object and a background or clutter token, two background or clutter tokens. Diversity "
+     "rules (DivPrune, the density-peak picks) rank tokens by this geometry."),
     ("CaCoVID against random selection", "tables/policy.md", "figures/policy_retention.png",
      "The trained policy at every retention ratio (imp_ratio chosen on validation)."),
     ("The policy network's supervised upper bound", "tables/policy_upper_bound.md", "figures/policy_upper_bound.png",

@@ -1,0 +1,37 @@
+"""The video-token geometry (compare/token_geometry.py) on hand-built tokens whose cosines are known."""
+import numpy as np
+import pytest
+import torch
+
+from cacovid_lib.compare.token_geometry import cosine_samples, pair_cosines, token_geometry
+
+
+def test_pair_kinds_and_known_cosines():
+    # tokens 0, 1: object 0 along x (same object: no pair kind); 2: object 1 along y; 3, 4: background at 60° apart
+    tokens = torch.tensor([[1.0, 0, 0], [2.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [0, 0.5 * 3**0.5, 0.5]])
+    labels = np.array([0, 0, 1, -1, -1])
+    pairs = pair_cosines(tokens, labels)
+    assert pairs["object_pair"].tolist() == pytest.approx([0.0, 0.0])  # (0, 2), (1, 2); (0, 1) is one object
+    assert len(pairs["object_vs_non_object"]) == 3 * 2
+    assert pairs["non_object_pair"].tolist() == pytest.approx([0.5])  # one pair, the token with itself is none
+
+
+def test_token_geometry_averages_over_videos_and_reports_norms():
+    one_cone = torch.tensor([[[1.0, 0], [0, 1.0], [3.0, 0.1], [3.0, 0.0]]])  # two objects, two near-equal background
+    spread = torch.tensor([[[1.0, 0], [0, 1.0], [1.0, 0.0], [-1.0, 0.0]]])   # background pair opposite
+    labels = np.array([[0, 1, -1, -1]])
+    out = token_geometry(torch.cat([one_cone, spread]), np.concatenate([labels, labels]))
+    assert out["num_videos"] == 2
+    assert out["object_pair_cosine"] == pytest.approx(0.0)
+    cone = float(torch.nn.functional.cosine_similarity(one_cone[0, 2], one_cone[0, 3], dim=0))
+    assert out["non_object_pair_cosine"] == pytest.approx((cone + -1.0) / 2)
+    assert out["object_token_norm"] == pytest.approx(1.0)
+    assert out["non_object_token_norm"] == pytest.approx((one_cone[0, 2].norm().item() + 3.0 + 1.0 + 1.0) / 4)
+
+
+def test_cosine_samples_caps_each_kind_per_video():
+    tokens = torch.randn(3, 20, 8, generator=torch.Generator().manual_seed(0))
+    labels = np.tile(np.array([0] * 5 + [1] * 5 + [-1] * 10), (3, 1))
+    samples = cosine_samples(tokens, labels, per_video=7)
+    assert samples.groupby("kind").size().to_dict() == {"non_object_pair": 21, "object_pair": 21, "object_vs_non_object": 21}
+    assert samples["cosine"].between(-1, 1).all()
