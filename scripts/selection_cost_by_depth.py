@@ -7,6 +7,8 @@ A diagnostic run by hand after `make repro` (it reads the world's test split):
 
     .venv/bin/python scripts/selection_cost_by_depth.py
 """
+from dataclasses import replace
+
 import pandas as pd
 import torch
 
@@ -17,17 +19,22 @@ from cacovid_lib.embedded.tokenizer import build_tokenizer
 from cacovid_lib.method.policy import CompressionPolicy
 from cacovid_lib.models.base import encode_videos
 from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
+from cacovid_lib.pipeline.params import VLMParams, parse, read_params
 
-# (hidden, layers, heads, kv heads): the embedded default, a narrower-deeper LLM of the same size, 12 layers,
-# and the depth of LLaVA-OneVision-7B's Qwen2-7B (28 layers)
-SHAPES = [(128, 3, 4, 2), (64, 12, 2, 1), (128, 12, 4, 2), (128, 28, 4, 2)]
+torch.set_num_threads(1)  # the pipeline's stages time with one thread
+default = parse(SmallVLMConfig, parse(VLMParams, read_params("params.yaml")["vlm"], "vlm").model, "vlm.model")
+# (hidden, layers, heads, kv heads): the embedded default (params.yaml vlm.model), 12 layers, and the depth of
+# LLaVA-OneVision-7B's Qwen2-7B (28 layers), at the default's width
+SHAPES = [(default.text_hidden, default.text_layers, default.text_heads, default.text_kv_heads),
+          (default.text_hidden, 12, default.text_heads, default.text_kv_heads),
+          (default.text_hidden, 28, default.text_heads, default.text_kv_heads)]
 
 torch.manual_seed(0)
 tokenizer = build_tokenizer()
 test = load_split("data/world", "test", 8, limit=4)
 rows = []
 for hidden, layers, heads, kv_heads in SHAPES:
-    cfg = SmallVLMConfig(text_hidden=hidden, text_layers=layers, text_heads=heads, text_kv_heads=kv_heads)
+    cfg = replace(default, text_hidden=hidden, text_layers=layers, text_heads=heads, text_kv_heads=kv_heads)
     model = build_small_vlm(tokenizer, cfg).eval()
     vlm = LlavaOneVisionVideoLLM(model, tokenizer, 8)
     policy = CompressionPolicy.from_llm(model.model.language_model).eval()
