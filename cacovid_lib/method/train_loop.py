@@ -22,6 +22,9 @@ Implementation details, each tied to the method:
 11. Training health (method/health.py) joins every history row: zero-spread fractions, clipped-ratio fractions,
    entropies, KL to π_old, gradient norm before clipping, kept tokens per rollout. It is computed from detached
    values and changes no number of the training itself.
+12. Anti-collapse options, in neither the paper nor the release (docs/method.md §9 D14-D15, issue 20): an entropy
+   bonus on the token head (`entropy_weight`, 0.5 in the embedded default) and a sampling temperature on π_old's
+   token scores (`sampling_temperature`, off); both default to the release's behaviour here.
 """
 from __future__ import annotations
 
