@@ -65,8 +65,24 @@ def test_build_world(smoke):
 
 
 @pytest.mark.slow
+def test_pretrain_vision(smoke):
+    smoke.run("pretrain_vision")
+    assert {"config.json", "model.safetensors", "kit_config.json"} <= {p.name for p in smoke.file("models/vision_tower").iterdir()}
+    metrics = smoke.json("reports/metrics/vision_tower.json")
+    assert _flat(metrics) and metrics["objective"] == "contrastive" and metrics["val_num_videos"] == 4
+    assert -1 <= metrics["val_non_object_pair_cosine"] <= 1
+    assert len(smoke.file("reports/plots/vision_pretraining.csv").read_text().splitlines()) == 1 + 3
+    assert smoke.file("reports/figures/vision_pretraining.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
 def test_train_vlm(smoke):
     smoke.run("train_vlm")
+    from safetensors.torch import load_file
+    tower = load_file(smoke.file("models/vision_tower/model.safetensors"))
+    vlm = load_file(smoke.file("models/small_vlm/model.safetensors"))
+    prefix = next(k[:-len(key)] for k in vlm for key in tower if k.endswith(key))  # the tower's name in LlavaOnevision
+    assert all((vlm[prefix + k] == v).all() for k, v in tower.items())  # the pretrained tower, frozen throughout
     assert {"config.json", "model.safetensors"} <= {p.name for p in smoke.file("models/small_vlm").iterdir()}
     vocab = json.loads(smoke.file("models/small_vlm/tokenizer.json").read_text())["model"]["vocab"]
     layouts = json.loads(smoke.file("data/world/train_layout.json").read_text())

@@ -5,8 +5,7 @@ Recipe (why each piece is there, docs/recipe-findings.md has the costs and valid
    through the LLM's own (tied) word embeddings, towards the words of the object it shows ("red", "circle").
    Retrieval in the LLM then matches like with like. With `aux_tokens: all` the other tokens (background, clutter)
    are pushed towards the word "background"; with `aux_tokens: objects` (the default in params.yaml) they are left
-   to what the answer loss makes of them, and binding formed sooner (docs/recipe-findings.md, issue 15). They still
-   end up in one narrow cone (stage token_geometry, reports/metrics/token_geometry.json): nothing in this task asks the model to tell them apart.
+   to what the answer loss makes of them, and binding formed sooner (docs/recipe-findings.md, issue 15).
 2. Options are scored by their text ("red circle"), so each answer is found by two one-hop lookups
    (is "red" present? is the red thing a circle?) instead of a question -> letter -> video chain.
 3. A token curriculum: the first steps keep only the object tokens (plus a growing share of the
@@ -15,12 +14,13 @@ Recipe (why each piece is there, docs/recipe-findings.md has the costs and valid
    about, and adds the video's other objects before the background (a curriculum from one object to several).
 4. Random video-token dropout afterwards (keep ratio drawn per batch) so the model tolerates
    pruning, as real video LLMs do.
-5. Two phases, as real video LLMs are trained in stages: the vision tower learns with everything else for the
-   first `vision_steps` (its dense labels teach it in a few hundred steps), then it is frozen and its features of
-   every training video are computed once, so the remaining steps run only the projector and the LLM (0.3 s
-   per step here against 0.48 s with the tower). While the tower trains, a step may take several questions of
-   each of its videos (`questions_per_video`), so it encodes fewer videos: the tower's forward and backward are
-   most of such a step.
+5. The vision tower comes pretrained and stays frozen, as real video LLMs take a pretrained encoder: stage
+   pretrain_vision (embedded/vision_pretraining.py) trains it on the world's frames with a task-agnostic objective,
+   `load_vision_tower` puts it in, and `vision_steps: 0` freezes it from the first step, so its features of every
+   training video are computed once and the steps run only the projector and the LLM. A tower trained here on the
+   answers instead (`vision_steps` > 0, the recipe before issue 21) learns what the questions ask and folds background
+   and clutter into one narrow cone (stage token_geometry). While a tower trains, a step may take several questions
+   of each of its videos (`questions_per_video`), so it encodes fewer videos.
 6. AdamW with warm-up and cosine decay; everything seeded.
 """
 from __future__ import annotations
@@ -97,17 +97,23 @@ class VLMTrainConfig:
             raise ValueError(f"questions_per_video: {self.questions_per_video} must divide batch_size ({self.batch_size})")
 
 
-def build_small_vlm(tokenizer, cfg: SmallVLMConfig, seed: int = 0):
-    """A randomly initialised LLaVA-OneVision with small SigLIP and Qwen2 configs."""
-    from transformers import (
-        LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, Qwen2Config, SiglipVisionConfig
-    )
+def vision_config(cfg: SmallVLMConfig):
+    """The small SigLIP vision tower's config (LlavaOnevision builds its tower from it; the tower's pretraining stage,
+    embedded/vision_pretraining.py, builds the same SiglipVisionModel on its own)."""
+    from transformers import SiglipVisionConfig
 
-    vision = SiglipVisionConfig(
+    return SiglipVisionConfig(
         hidden_size=cfg.vision_hidden, intermediate_size=cfg.vision_hidden * 4, num_hidden_layers=cfg.vision_layers,
         num_attention_heads=max(1, cfg.vision_hidden // 32), image_size=cfg.image_size, patch_size=cfg.patch_size,
         vision_use_head=False,
     )
+
+
+def build_small_vlm(tokenizer, cfg: SmallVLMConfig, seed: int = 0):
+    """A randomly initialised LLaVA-OneVision with small SigLIP and Qwen2 configs."""
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration, Qwen2Config
+
+    vision = vision_config(cfg)
     text = Qwen2Config(
         vocab_size=len(tokenizer), hidden_size=cfg.text_hidden, intermediate_size=cfg.text_hidden * 3,
         num_hidden_layers=cfg.text_layers, num_attention_heads=cfg.text_heads, num_key_value_heads=cfg.text_kv_heads,
@@ -208,8 +214,27 @@ def video_embeds_from_features(model, features: torch.Tensor) -> torch.Tensor:
     return torch.cat([video.reshape(b, -1, video.shape[-1]), newline], dim=1)
 
 
+def load_vision_tower(model, tower_dir) -> None:
+    """Put the pretrained SiglipVisionModel saved in `tower_dir` (stage pretrain_vision) into the LlavaOnevision
+    `model`'s vision tower. One KitInputError line when the folder is missing or its sizes differ from the model's."""
+    from pathlib import Path
+
+    from transformers import SiglipVisionModel
+
+    if not (Path(tower_dir) / "config.json").is_file():
+        raise KitInputError(f"{tower_dir}: no pretrained vision tower (config.json missing; run the pretrain_vision stage)")
+    tower = SiglipVisionModel.from_pretrained(tower_dir)
+    want, got = model.config.vision_config, tower.config
+    for key in ("hidden_size", "num_hidden_layers", "image_size", "patch_size"):
+        if getattr(want, key) != getattr(got, key):
+            raise KitInputError(f"{tower_dir}: the pretrained tower's {key} is {getattr(got, key)}, vlm.model asks for "
+                                f"{getattr(want, key)} (rerun pretrain_vision with the same vlm.model)")
+    model.model.vision_tower.load_state_dict(tower.state_dict())
+
+
 def train_small_vlm(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn=None, eval_every: int = 0) -> list[dict]:
-    """Train every weight of `vlm.model` on `split` (a VideoQASplit with layouts). Returns the loss history."""
+    """Train `vlm.model` on `split` (a VideoQASplit with layouts): every weight, the vision tower only for its first
+    `cfg.vision_steps` steps (0: frozen throughout, as a pretrained tower). Returns the loss history."""
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads or threads)
     try:
@@ -291,8 +316,8 @@ def config_dict(model_cfg: SmallVLMConfig, train_cfg: VLMTrainConfig) -> dict:
 
 
 def save_model_folder(model, tokenizer, folder, resolved_config: dict) -> None:
-    """`save_pretrained` model + tokenizer (+ the resolved training config) into `folder`, atomically:
-    written to a temporary sibling folder, then renamed into place."""
+    """`save_pretrained` model + tokenizer (None: a model without one, the pretrained vision tower) + the resolved
+    training config into `folder`, atomically: written to a temporary sibling folder, then renamed into place."""
     import json
     import shutil
     import tempfile
@@ -303,7 +328,8 @@ def save_model_folder(model, tokenizer, folder, resolved_config: dict) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
         (tmp / "kit_config.json").write_text(json.dumps(resolved_config, indent=2) + "\n")
         if folder.exists():
             shutil.rmtree(folder)

@@ -126,6 +126,14 @@ class WorldParams:
 
 
 @dataclass
+class VisionPretrainingParams:
+    """`vision_pretraining`: the vision tower pretrained on the world's frames, task-agnostic (14-pretrain-vision-tower)."""
+
+    train: dict = field(default_factory=dict)
+    """recipe, parsed into embedded.vision_pretraining.VisionPretrainConfig (which documents each)"""
+
+
+@dataclass
 class VLMParams:
     """`vlm`: the small video LLM (02-train-video-llm)."""
 
@@ -277,7 +285,7 @@ class MethodParams:
     """VidCom²: softmax temperature of the frames' uniqueness"""
 
 
-STAGE_PARAMS = {"world": WorldParams, "vlm": VLMParams, "vlm_seed_spread": VLMSeedSpreadParams,
+STAGE_PARAMS = {"world": WorldParams, "vision_pretraining": VisionPretrainingParams, "vlm": VLMParams, "vlm_seed_spread": VLMSeedSpreadParams,
                 "evaluate": EvaluateParams, "policy": PolicyParams,
                 "evaluate_policy": EvaluatePolicyParams, "policy_upper_bound": PolicyUpperBoundParams, "benchmark": BenchmarkParams, "methods": MethodParams,
                 "audit": AuditParams, "ablations": AblationsParams}

@@ -17,6 +17,7 @@ SCRATCH = "scratch"
 
 PIPELINE_PATHS = {
     "world_dir": "data/world",
+    "vision_tower_dir": "models/vision_tower",
     "model_dir": "models/small_vlm",
     "vlm_metrics": "reports/metrics/vlm.json",
     "seed_models_dir": "models/vlm_seeds",

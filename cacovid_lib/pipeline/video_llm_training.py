@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from cacovid_lib.embedded.small_vlm import (
-    SmallVLMConfig, VLMTrainConfig, build_small_vlm, check_matches_world, config_dict, save_model_folder,
-    train_small_vlm
+    SmallVLMConfig, VLMTrainConfig, build_small_vlm, check_matches_world, config_dict, load_vision_tower,
+    save_model_folder, train_small_vlm
 )
 from cacovid_lib.embedded.split import load_split
 from cacovid_lib.embedded.tokenizer import build_tokenizer
@@ -20,19 +20,23 @@ from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
 
 
 def train_video_llm(world_dir, num_frames: int, model_cfg: SmallVLMConfig, train_cfg: VLMTrainConfig,
-                    model_dir) -> pd.DataFrame:
-    """Build a fresh small video LLM (seeded by train_cfg.seed), train it on the world's train split and save it to
-    `model_dir` (save_pretrained, with the resolved configs). Returns the loss history, one row per step."""
+                    model_dir, vision_tower_dir=None) -> pd.DataFrame:
+    """Build a fresh small video LLM (seeded by train_cfg.seed), put the pretrained vision tower of
+    `vision_tower_dir` in it (None: a random one, trained with the rest), train it on the world's train split and
+    save it to `model_dir` (save_pretrained, with the resolved configs). Returns the loss history, one row per step."""
     spec = WorldSpec(**read_json(Path(world_dir) / "world_spec.json"))
     check_matches_world(model_cfg, spec)  # one line if not
     train = load_split(world_dir, "train", num_frames)
     tokenizer = build_tokenizer(spec)  # the world's words (the busy world adds some, e.g. the sixth shape)
     model = build_small_vlm(tokenizer, model_cfg, seed=train_cfg.seed)
+    if vision_tower_dir is not None:
+        load_vision_tower(model, vision_tower_dir)  # one line if missing or of other sizes
     print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {len(train)} training questions")
     start = time.time()
     history = pd.DataFrame(train_small_vlm(LlavaOneVisionVideoLLM(model, tokenizer, num_frames), train, train_cfg))
     print(f"trained {train_cfg.steps} steps in {time.time() - start:.0f} s")
-    save_model_folder(model, tokenizer, model_dir, {**config_dict(model_cfg, train_cfg), "num_frames": num_frames})
+    save_model_folder(model, tokenizer, model_dir, {**config_dict(model_cfg, train_cfg), "num_frames": num_frames,
+                                                    "vision_tower": None if vision_tower_dir is None else str(vision_tower_dir)})
     return history
 
 
