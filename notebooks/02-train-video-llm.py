@@ -11,9 +11,7 @@
 # %% [markdown]
 # # 02 · Train the small video LLM
 # A real `LlavaOnevisionForConditionalGeneration` (small SigLIP + small Qwen2) with a word-level
-# tokenizer, trained on the world's train split, saved with `save_pretrained`. Its vision tower comes pretrained
-# (14-pretrain-vision-tower, task-agnostic) and stays frozen (`vision_steps: 0`); the projector and the LLM learn
-# from scratch.
+# tokenizer, trained from scratch on the world's train split, saved with `save_pretrained`.
 # The recipe (projector alignment to word embeddings, option-text answers, token dropout) is
 # documented in `cacovid_lib/embedded/small_vlm.py`.
 #
@@ -24,7 +22,6 @@
 world = {"num_frames": 8}
 vlm = {"model": {}, "train": {"steps": 20, "batch_size": 8}}
 world_dir = "data/world"                    # read (scratch/data/world where the pipeline's is missing)
-vision_tower_dir = "models/vision_tower"    # read (scratch/models/vision_tower where the pipeline's is missing)
 model_dir = "scratch/models/small_vlm"      # written
 plots_dir = "scratch/reports/plots"         # written
 figures_dir = "scratch/reports/figures"     # written
@@ -40,7 +37,7 @@ at_project_root()  # paths are relative to the project root, also where JupyterL
 num_frames = parse(WorldParams, world, "world").num_frames
 p = parse(VLMParams, vlm, "vlm")
 model_cfg, train_cfg = parse(SmallVLMConfig, p.model, "vlm.model"), parse(VLMTrainConfig, p.train, "vlm.train")
-history = train_video_llm(input_path(world_dir), num_frames, model_cfg, train_cfg, model_dir, input_path(vision_tower_dir))
+history = train_video_llm(input_path(world_dir), num_frames, model_cfg, train_cfg, model_dir)
 
 # %% [markdown]
 # The answer loss (the option text's likelihood) and the auxiliary loss (each video token's projected embedding

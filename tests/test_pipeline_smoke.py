@@ -5,6 +5,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 from conftest import ROOT
 
@@ -65,24 +66,8 @@ def test_build_world(smoke):
 
 
 @pytest.mark.slow
-def test_pretrain_vision(smoke):
-    smoke.run("pretrain_vision")
-    assert {"config.json", "model.safetensors", "kit_config.json"} <= {p.name for p in smoke.file("models/vision_tower").iterdir()}
-    metrics = smoke.json("reports/metrics/vision_tower.json")
-    assert _flat(metrics) and metrics["objective"] == "contrastive" and metrics["val_num_videos"] == 4
-    assert -1 <= metrics["val_non_object_pair_cosine"] <= 1
-    assert len(smoke.file("reports/plots/vision_pretraining.csv").read_text().splitlines()) == 1 + 3
-    assert smoke.file("reports/figures/vision_pretraining.png").stat().st_size > 1000
-
-
-@pytest.mark.slow
 def test_train_vlm(smoke):
     smoke.run("train_vlm")
-    from safetensors.torch import load_file
-    tower = load_file(smoke.file("models/vision_tower/model.safetensors"))
-    vlm = load_file(smoke.file("models/small_vlm/model.safetensors"))
-    prefix = next(k[:-len(key)] for k in vlm for key in tower if k.endswith(key))  # the tower's name in LlavaOnevision
-    assert all((vlm[prefix + k] == v).all() for k, v in tower.items())  # the pretrained tower, frozen throughout
     assert {"config.json", "model.safetensors"} <= {p.name for p in smoke.file("models/small_vlm").iterdir()}
     vocab = json.loads(smoke.file("models/small_vlm/tokenizer.json").read_text())["model"]["vocab"]
     layouts = json.loads(smoke.file("data/world/train_layout.json").read_text())
@@ -271,8 +256,33 @@ def test_vlm_seed_spread(smoke):
     assert smoke.file("reports/figures/vlm_seed_spread.png").stat().st_size > 1000
 
 
+@pytest.mark.slow
+def test_pretrain_vision(smoke):
+    smoke.run("build_world")  # the extra stage reads the world only
+    notebook, parameters = stage_parameters(EXTRAS, "pretrain_vision", SMOKE_PARAMS, root=smoke.root)
+    run_notebook(notebook, parameters, smoke.root / "extras_notebooks", cwd=ROOT, name=executed_name(notebook, "pretrain_vision"))
+    tower = smoke.file("models/vision_tower")
+    assert {"config.json", "model.safetensors", "kit_config.json"} <= {p.name for p in tower.iterdir()}
+    metrics = smoke.json("reports/metrics/vision_tower.json")
+    assert _flat(metrics) and metrics["objective"] == "masked_patches" and metrics["val_num_videos"] == 4
+    assert -1 <= metrics["val_non_object_pair_cosine"] <= 1
+    assert len(smoke.file("reports/plots/vision_pretraining.csv").read_text().splitlines()) == 1 + 3
+    assert smoke.file("reports/figures/vision_pretraining.png").stat().st_size > 1000
+    # the video LLM's training takes it: the tower inside the saved model is the pretrained one, frozen throughout
+    from safetensors.torch import load_file
+
+    from cacovid_lib.embedded.small_vlm import SmallVLMConfig, VLMTrainConfig
+    from cacovid_lib.pipeline.video_llm_training import train_video_llm
+    cfg = yaml.safe_load(SMOKE_PARAMS.read_text())["vlm"]
+    train_video_llm(smoke.file("data/world"), 8, SmallVLMConfig(**cfg["model"]),
+                    VLMTrainConfig(**{**cfg["train"], "vision_steps": 0}), smoke.file("vlm_on_tower"), tower)
+    weights, saved = load_file(tower / "model.safetensors"), load_file(smoke.file("vlm_on_tower/model.safetensors"))
+    prefix = next(k[:-len(key)] for k in saved for key in weights if k.endswith(key))  # the tower's name in LlavaOnevision
+    assert all(torch.equal(saved[prefix + k], v) for k, v in weights.items())
+
+
 def test_every_stage_reads_declared_params_only():
-    for dvc_file, name in [(DVC, n) for n in STAGES] + [(EXTRAS, "vlm_seed_spread")]:
+    for dvc_file, name in [(DVC, n) for n in STAGES] + [(EXTRAS, "vlm_seed_spread"), (EXTRAS, "pretrain_vision")]:
         notebook, names = stage_spec(dvc_file, name)
         assert (dvc_file.parent / notebook).is_file(), name
         load_params(ROOT / "params.yaml", names)  # every declared param exists, in params.yaml

@@ -14,13 +14,14 @@ Recipe (why each piece is there, docs/recipe-findings.md has the costs and valid
    about, and adds the video's other objects before the background (a curriculum from one object to several).
 4. Random video-token dropout afterwards (keep ratio drawn per batch) so the model tolerates
    pruning, as real video LLMs do.
-5. The vision tower comes pretrained and stays frozen, as real video LLMs take a pretrained encoder: stage
-   pretrain_vision (embedded/vision_pretraining.py) trains it on the world's frames with a task-agnostic objective,
-   `load_vision_tower` puts it in, and `vision_steps: 0` freezes it from the first step, so its features of every
-   training video are computed once and the steps run only the projector and the LLM. A tower trained here on the
-   answers instead (`vision_steps` > 0, the recipe before issue 21) learns what the questions ask and folds background
-   and clutter into one narrow cone (stage token_geometry). While a tower trains, a step may take several questions
-   of each of its videos (`questions_per_video`), so it encodes fewer videos.
+5. Two phases, as real video LLMs are trained in stages: the vision tower learns with everything else for the
+   first `vision_steps` (its dense labels teach it in a few hundred steps), then it is frozen and its features of
+   every training video are computed once, so the remaining steps run only the projector and the LLM. While the
+   tower trains, a step may take several questions of each of its videos (`questions_per_video`), so it encodes
+   fewer videos. A tower trained so learns what the questions ask and folds background and clutter into one narrow
+   cone (stage token_geometry). The alternative is a tower pretrained task-agnostic (the extra stage pretrain_vision,
+   embedded/vision_pretraining.py) put in by `load_vision_tower` and frozen from the first step (`vision_steps: 0`);
+   on validation it fell short (docs/recipe-findings.md, issue 21).
 6. AdamW with warm-up and cosine decay; everything seeded.
 """
 from __future__ import annotations
