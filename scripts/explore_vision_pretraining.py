@@ -3,7 +3,8 @@
 frozen (params.yaml's vlm recipe with vision_steps 0) and score validation (all tokens, blind, random 10%) and the
 projected tokens' geometry.
 Usage: THREADS=1 .venv/bin/python scripts/explore_vision_pretraining.py NAME objective=contrastive steps=1500 \
-           [mask_ratio=0.25 noise_std=0.05 temperature=0.1 frames_per_step=64 lr=0.001] [vlm_steps=2500] [skip_vlm=1]
+           [mask_ratio=0.25 noise_std=0.05 temperature=0.1 frames_per_step=64 lr=0.001 head_hidden=128] [vlm_steps=2500]
+           [vision_steps=0: the VLM fine-tunes the pretrained tower for this many steps first] [skip_vlm=1]
 Writes scratch/explore_tower/NAME/result.json (ignored by git and DVC)."""
 import json
 import os
@@ -30,6 +31,7 @@ from cacovid_lib.pipeline.video_llm_evaluation import evaluate_video_llm
 name = sys.argv[1]
 kw = dict(a.split("=") for a in sys.argv[2:])
 vlm_steps = int(kw.pop("vlm_steps", 2500))
+vision_steps = int(kw.pop("vision_steps", 0))
 skip_vlm = kw.pop("skip_vlm", "0") == "1"
 types = {f.name: f.type for f in VisionPretrainConfig.__dataclass_fields__.values()}
 cfg = VisionPretrainConfig(**{k: (v if k == "objective" else (int(v) if "int" in str(types[k]) else float(v))) for k, v in kw.items()})
@@ -48,7 +50,7 @@ pixels = torch.cat([vlm.preprocess(v) for v in train.frames])  # (V*t, 3, S, S)
 val_pixels = torch.cat([vlm.preprocess(v) for v in val.frames])
 val_labels = val.object_labels.reshape(len(val.frames), -1)
 result = {"name": name, "pretrain": {k: getattr(cfg, k) for k in types}}
-tower = build_vision_tower(model_cfg.vision_hidden, model_cfg.vision_layers, model_cfg.image_size, model_cfg.patch_size)
+tower = build_vision_tower(model_cfg)
 t0 = time.time()
 if cfg.steps:
     hist = pretrain_vision_tower(tower, pixels, cfg)
@@ -61,12 +63,16 @@ print(json.dumps(result, indent=1), flush=True)
 if skip_vlm:
     sys.exit()
 vlm_model.model.vision_tower.load_state_dict(tower.state_dict())
-tcfg = VLMTrainConfig(**{**params["vlm"]["train"], "vision_steps": 0, "steps": vlm_steps, "threads": None})
+tcfg = VLMTrainConfig(**{**params["vlm"]["train"], "vision_steps": vision_steps, "steps": vlm_steps,
+                         "questions_per_video": 2 if vision_steps else 1, "threads": None})
 t0 = time.time()
 train_small_vlm(vlm, train, tcfg)
 result["vlm_s"] = round(time.time() - t0)
 table = evaluate_video_llm(vlm, val, [0.1], seed=0)
 result["val"] = {k: round(float(v), 4) for k, v in table.loc["overall"].items()}
 result["projected_geometry_val"] = token_geometry(encode_videos(vlm, val.frames)[:, :-1], val_labels)
+if vision_steps:  # the fine-tuned tower's own cells
+    cells = cell_features(vlm_model.model.vision_tower, val_pixels).view(len(val.frames), -1, model_cfg.vision_hidden)
+    result["tower_geometry_val_after_vlm"] = token_geometry(cells, val_labels)
 print(json.dumps(result, indent=1), flush=True)
 (out / "result.json").write_text(json.dumps(result, indent=1))
