@@ -22,8 +22,11 @@ venv: $(STAMP) ## create/update the virtual environment
 repro: $(STAMP) ## regenerate every result (dvc repro on params.yaml)
 	$(BIN)/dvc repro
 
-spread: $(STAMP) ## the extra stage: the video LLM trained at 2 more seeds (dvc repro extras/dvc.yaml, ~25 min)
-	$(BIN)/dvc repro extras/dvc.yaml
+spread: $(STAMP) ## extra stage: the video LLM trained at 2 more seeds (dvc repro extras/dvc.yaml:vlm_seed_spread, ~25 min)
+	$(BIN)/dvc repro extras/dvc.yaml:vlm_seed_spread
+
+pretrain-vision: $(STAMP) ## extra stage: the vision tower pretrained task-agnostic (extras/dvc.yaml:pretrain_vision, ~6 min)
+	$(BIN)/dvc repro extras/dvc.yaml:pretrain_vision
 
 test: $(STAMP) ## run the test suite (smoke profile of the real pipeline)
 	$(BIN)/python -m pytest -q
@@ -34,4 +37,4 @@ test-fast: $(STAMP) ## the tests not marked slow (the inner loop: under a minute
 lab: $(STAMP) ## open the notebooks in JupyterLab (a notebook run there writes to scratch/, never to a DVC output)
 	$(BIN)/jupyter lab notebooks/
 
-.PHONY: help venv repro spread test test-fast lab
+.PHONY: help venv repro spread pretrain-vision test test-fast lab

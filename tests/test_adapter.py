@@ -189,7 +189,7 @@ def test_curriculum_from_the_asked_objects_to_every_token():
         VLMTrainConfig(curriculum_start="question")
 
 
-def test_token_word_loss_counts_every_token_or_only_the_object_tokens():
+def test_token_word_loss_counts_every_token_only_the_object_tokens_or_weighted():
     from cacovid_lib.embedded.small_vlm import VLMTrainConfig, token_word_loss
 
     word_logp = torch.log_softmax(torch.tensor([[[2.0, 0.0, 0.0], [0.0, 0.0, 3.0]]]), dim=-1)  # (B=1, N=2, V=3)
@@ -199,7 +199,10 @@ def test_token_word_loss_counts_every_token_or_only_the_object_tokens():
     only_first = torch.tensor([[True, False]])  # e.g. token 0 shows an object, token 1 background
     assert torch.isclose(token_word_loss(word_logp, targets, only_first), -word_logp[0, 0, 0])
     assert token_word_loss(word_logp, targets, torch.zeros(1, 2, dtype=torch.bool)) == 0  # nothing counted: no loss
-    with pytest.raises(ValueError, match="aux_tokens: 'clutter' is not valid; valid: all, objects"):
+    weighted = torch.tensor([[1.0, 0.5]])  # aux_tokens content: a background token at caption_weight 0.5
+    mean = -(2 * word_logp[0, 0, 0] + 0.5 * (word_logp[0, 1, 1] + word_logp[0, 1, 2])) / (2 * 1.5)
+    assert torch.isclose(token_word_loss(word_logp, targets, weighted), mean)
+    with pytest.raises(ValueError, match="aux_tokens: 'clutter' is not valid; valid: all, objects, content"):
         VLMTrainConfig(aux_tokens="clutter")
 
 
@@ -217,3 +220,42 @@ def test_training_threads_are_set_for_the_training_only(tiny_world):
                     VLMTrainConfig(steps=2, batch_size=4, curriculum_steps=1, warmup_steps=1, threads=1),
                     eval_fn=lambda: seen.append(torch.get_num_threads()) or {}, eval_every=1)
     assert seen == [1, 1] and torch.get_num_threads() == before
+
+
+def test_background_captions_read_tone_and_texture_from_the_pixels():
+    from cacovid_lib.embedded.small_vlm import background_captions
+    from cacovid_lib.embedded.tokenizer import BACKGROUND_TEXTURES, BACKGROUND_TONES
+
+    frames = np.full((1, 1, 32, 32, 3), 40, np.uint8)  # 2 x 2 cells of 16 pixels, dark and flat
+    frames[0, 0, :16, 16:] = (110, 40, 110)  # cell 1: light red and blue, flat
+    frames[0, 0, 16:, :16, 1] = 140  # cell 2: light green ...
+    frames[0, 0, 16:, :16:2] = 20  # ... striped: every second column darker
+    tone, texture = background_captions(frames, grid=2)
+    assert [BACKGROUND_TONES[i] for i in tone[0]] == ["charcoal", "plum", "forest", "charcoal"]
+    assert [BACKGROUND_TEXTURES[i] for i in texture[0]] == ["plain", "plain", "patterned", "plain"]
+
+
+def test_content_captions_name_every_token_and_train(tiny_world):
+    from cacovid_lib.embedded.small_vlm import (SmallVLMConfig, VLMTrainConfig, build_small_vlm, content_word_targets,
+                                                train_small_vlm)
+    from cacovid_lib.embedded.split import load_split
+    from cacovid_lib.embedded.tokenizer import BACKGROUND_TONES, build_tokenizer, caption_words
+
+    train = load_split(tiny_world, "train", 8)
+    tokenizer = build_tokenizer(None, caption_words())
+    assert tokenizer.convert_tokens_to_ids("background") == build_tokenizer().convert_tokens_to_ids("background")
+    targets = content_word_targets(train, tokenizer)  # (V, N, 2)
+    vocab = {i: w for w, i in tokenizer.get_vocab().items()}
+    words = np.vectorize(vocab.get)(targets.numpy())
+    objects, clutter = train.object_labels.reshape(len(train.frames), -1), train.clutter_labels.reshape(len(train.frames), -1)
+    first = train.layouts[0]
+    assert (words[0][objects[0] == 0] == [first["objects"][0]["colour"], first["objects"][0]["shape"]]).all()
+    assert (words[0][clutter[0] == 1] == ["grey", first["clutter"][1]["shape"]]).all()  # the original world's clutter
+    background = (objects < 0) & (clutter < 0)
+    assert background.any() and set(words[..., 0][background]) <= set(BACKGROUND_TONES)
+    with pytest.raises(ValueError, match="a caption word is not in the tokenizer"):
+        content_word_targets(train, build_tokenizer())
+    model = build_small_vlm(tokenizer, SmallVLMConfig(text_hidden=32, text_layers=1, vision_hidden=32, vision_layers=1))
+    history = train_small_vlm(LlavaOneVisionVideoLLM(model, tokenizer, 8), train,
+                              VLMTrainConfig(steps=2, batch_size=4, curriculum_steps=1, warmup_steps=1, aux_tokens="content"))
+    assert len(history) == 2 and np.isfinite(history[-1]["aux_loss"])

@@ -5,7 +5,11 @@ Recipe (why each piece is there, docs/recipe-findings.md has the costs and valid
    through the LLM's own (tied) word embeddings, towards the words of the object it shows ("red", "circle").
    Retrieval in the LLM then matches like with like. With `aux_tokens: all` the other tokens (background, clutter)
    are pushed towards the word "background"; with `aux_tokens: objects` (the default in params.yaml) they are left
-   to what the answer loss makes of them, and binding formed sooner (docs/recipe-findings.md, issue 15).
+   to what the answer loss makes of them, and binding formed sooner (docs/recipe-findings.md, issue 15). With
+   `aux_tokens: content` every token is pushed towards a dense caption of what it shows, as real encoders are aligned
+   on captions of everything in a picture: an object its colour and shape, a clutter item its colour and shape, a
+   background cell its tone and texture ("teal patterned", read from its pixels), so that the tokens no question
+   names stay as varied as their content instead of folding into one cone (issue 21).
 2. Options are scored by their text ("red circle"), so each answer is found by two one-hop lookups
    (is "red" present? is the red thing a circle?) instead of a question -> letter -> video chain.
 3. A token curriculum: the first steps keep only the object tokens (plus a growing share of the
@@ -35,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 from cacovid_lib.data.schema import asked_token_mask
+from cacovid_lib.embedded.tokenizer import BACKGROUND_TEXTURES, BACKGROUND_TONES
 from cacovid_lib.embedded.world import COLOURS, EXTRA_SHAPES, SHAPES, WorldSpec
 from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.models.base import VideoLLM
@@ -75,8 +80,11 @@ class VLMTrainConfig:
     warmup_steps: int = 100  # linear warm-up before cosine decay to 10% of `lr`
     weight_decay: float = 0.01  # AdamW weight decay
     aux_weight: float = 1.0  # weight of the per-token label loss (projector alignment)
-    aux_tokens: Literal["all", "objects"] = "all"  # all: every video token is pushed towards its object's words or
-    # 'background'; objects: only object tokens are, background and clutter tokens keep what their pixels give them
+    caption_weight: float = 1.0  # aux_tokens content: a background or clutter token's weight in that loss, an object
+    # token's being 1
+    aux_tokens: Literal["all", "objects", "content"] = "all"  # all: every video token is pushed towards its object's
+    # words or 'background'; objects: only object tokens are, background and clutter tokens keep what their pixels give
+    # them; content: every token towards a caption of its content (content_word_targets)
     full_keep_prob: float = 0.5  # share of batches that keep every video token
     min_keep_ratio: float = 0.02  # other batches keep a ratio drawn uniformly in [min, max]
     max_keep_ratio: float = 0.6
@@ -90,8 +98,8 @@ class VLMTrainConfig:
     # whether and when binding forms, depend on it: the default recipe learned at 1 thread (docs/recipe-findings.md)
 
     def __post_init__(self):
-        if self.aux_tokens not in ("all", "objects"):
-            raise ValueError(f"aux_tokens: {self.aux_tokens!r} is not valid; valid: all, objects")
+        if self.aux_tokens not in ("all", "objects", "content"):
+            raise ValueError(f"aux_tokens: {self.aux_tokens!r} is not valid; valid: all, objects, content")
         if self.curriculum_start not in ("objects", "asked"):
             raise ValueError(f"curriculum_start: {self.curriculum_start!r} is not valid; valid: objects, asked")
         if self.questions_per_video < 1 or self.batch_size % self.questions_per_video:
@@ -142,10 +150,54 @@ def token_word_targets(labels: np.ndarray, layouts: list[dict], tokenizer) -> to
     return torch.from_numpy(out)
 
 
+BACKGROUND_TONE_SPLIT = 75  # a background channel darker or lighter than this (textures are drawn in 20..130)
+PATTERNED_STD = 9.0  # a background cell whose grey levels spread more than this is "patterned", else "plain" (about half)
+
+
+def background_captions(frames: np.ndarray, grid: int, chunk: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's tone (index into BACKGROUND_TONES: 4r + 2g + b, a channel counting 1 when its mean is above
+    BACKGROUND_TONE_SPLIT) and texture (1: patterned, the cell's grey-level standard deviation above PATTERNED_STD),
+    read from the pixels: frames (V, t, H, W, 3) uint8 -> two (V, t*grid*grid) int arrays. Meant for cells that show
+    background only (a cell with an object or clutter item gets that item's caption instead)."""
+    v, t, size = frames.shape[:3]
+    cell = size // grid
+    tones, textures = [], []
+    for start in range(0, v, chunk):
+        x = frames[start:start + chunk].astype(np.float32)  # (B, t, H, W, 3)
+        x = x.reshape(len(x), t, grid, cell, grid, cell, 3).transpose(0, 1, 2, 4, 3, 5, 6)  # (B, t, g, g, c, c, 3)
+        x = x.reshape(len(x), t * grid * grid, cell * cell, 3)  # (B, N, c*c, 3)
+        bits = (x.mean(axis=2) > BACKGROUND_TONE_SPLIT).astype(int)  # (B, N, 3)
+        tones.append(4 * bits[..., 0] + 2 * bits[..., 1] + bits[..., 2])
+        textures.append((x.mean(axis=-1).std(axis=-1) > PATTERNED_STD).astype(int))  # (B, N)
+    return np.concatenate(tones), np.concatenate(textures)
+
+
+def content_word_targets(split, tokenizer) -> torch.Tensor:
+    """Per video token, the vocabulary ids of a two-word caption of what it shows: an object its colour and shape, a
+    clutter item its colour and shape, a background cell its tone and texture (background_captions): (V, t*h*w, 2).
+    The tokenizer must hold tokenizer.caption_words()."""
+    ids = tokenizer.convert_tokens_to_ids
+    v = len(split.frames)
+    objects = split.object_labels.reshape(v, -1)  # (V, N)
+    clutter = split.clutter_labels.reshape(v, -1)  # (V, N)
+    grid = int(round(math.sqrt(split.object_labels.shape[-1])))
+    tone, texture = background_captions(split.frames, grid)  # (V, N) each
+    out = np.stack([np.array([ids(w) for w in BACKGROUND_TONES])[tone],
+                    np.array([ids(w) for w in BACKGROUND_TEXTURES])[texture]], axis=-1)  # (V, N, 2)
+    for i, layout in enumerate(split.layouts):
+        for k, thing in enumerate(layout["clutter"]):
+            out[i, clutter[i] == k] = (ids(thing.get("clutter_colour", "grey")), ids(thing["shape"]))
+        for k, obj in enumerate(layout["objects"]):
+            out[i, objects[i] == k] = (ids(obj["colour"]), ids(obj["shape"]))
+    if (out == tokenizer.unk_token_id).any():
+        raise ValueError("content_word_targets: a caption word is not in the tokenizer (build it with caption_words())")
+    return torch.from_numpy(out)
+
+
 def token_word_loss(word_logp: torch.Tensor, targets: torch.Tensor, counted: torch.Tensor | None = None) -> torch.Tensor:
     """The auxiliary label loss: mean negative log-likelihood of each video token's two target words. word_logp
     (B, N, V) log-probabilities over the vocabulary, targets (B, N, 2) word ids, counted (B, N) bool: the tokens
-    that count (None: all; no counted token at all gives 0)."""
+    that count, or float: each token's weight (None: all equally; no counted token at all gives 0)."""
     logp = word_logp.gather(-1, targets)  # (B, N, 2)
     if counted is None:
         return -logp.mean()
@@ -248,7 +300,8 @@ def _train(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn, eval_every: int) 
     model, tok = vlm.model, vlm.tokenizer
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
-    targets = token_word_targets(split.object_labels, split.layouts, tok)  # (num_videos, N, 2)
+    targets = content_word_targets(split, tok) if cfg.aux_tokens == "content" else \
+        token_word_targets(split.object_labels, split.layouts, tok)  # (num_videos, N, 2)
     prompts = [vlm.prompt(item) for item in split.items]
     eos = tok.eos_token_id
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -288,8 +341,9 @@ def _train(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn, eval_every: int) 
             keeps = random_keep_masks(rng, cfg.batch_size, n, cfg)  # (B, N)
         # auxiliary loss: each projected video token should read as its object's words through the tied embeddings
         word_logp = torch.log_softmax(model.lm_head(video_embeds[:, :n]), dim=-1)  # (B, N, V)
-        counted = None if cfg.aux_tokens == "all" else \
-            torch.from_numpy(split.object_labels[vids].reshape(len(idx), n) >= 0)  # (B, N) object tokens only
+        is_object = torch.from_numpy(split.object_labels[vids].reshape(len(idx), n) >= 0)  # (B, N)
+        counted = {"all": None, "objects": is_object,  # (B, N) object tokens only
+                   "content": is_object + (~is_object) * cfg.caption_weight}[cfg.aux_tokens]  # (B, N) token weights
         aux = token_word_loss(word_logp, targets[vids], counted)
         # answer loss: teacher-forced correct option text + end of turn, on the compressed sequence
         conts = [prompts[i].option_ids[split.answers[i]] + [eos] for i in idx]

@@ -21,6 +21,7 @@ class VideoQASplit:
     answers: np.ndarray  # (num_items,) index of the correct option
     object_labels: np.ndarray | None  # (num_videos, t, h*w) object index per video token, -1 = none (embedded world only)
     layouts: list[dict] | None  # per video, the generator's layout (embedded world only)
+    clutter_labels: np.ndarray | None = None  # (num_videos, t, h*w) clutter index per video token, -1 = none (ditto)
 
     def __len__(self):
         return len(self.items)
@@ -35,7 +36,7 @@ def load_split(root, split: str, num_frames: int, limit: int | None = None, item
     index = {p: i for i, p in enumerate(paths)}
     frames = np.stack([read_video(root / p, num_frames) for p in tqdm(paths, desc=f"decode {split}", mininterval=2)])
     answers = np.array(["ABCD".index(answer_letter(it)) for it in items])
-    layouts = labels = None
+    layouts = labels = clutter = None
     layout_file = root / f"{split}_layout.json"
     if layout_file.is_file():
         all_layouts = read_json(layout_file)
@@ -45,4 +46,5 @@ def load_split(root, split: str, num_frames: int, limit: int | None = None, item
             raise KitInputError(f"{layout_file}: no layout for {missing[0]}")
         layouts = [all_layouts[p] for p in paths]
         labels = np.stack([token_labels(lay, num_frames, spec) for lay in layouts])
-    return VideoQASplit(items, frames, np.array([index[it["path"]] for it in items]), answers, labels, layouts)
+        clutter = np.stack([token_labels(lay, num_frames, spec, kind="clutter") for lay in layouts])
+    return VideoQASplit(items, frames, np.array([index[it["path"]] for it in items]), answers, labels, layouts, clutter)

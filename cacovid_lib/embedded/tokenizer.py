@@ -5,7 +5,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from cacovid_lib.data.schema import LETTERS
-from cacovid_lib.embedded.world import COLOURS, SHAPES, WorldSpec, question_words
+from cacovid_lib.embedded.world import CLUTTER_COLOURS, CLUTTER_SHAPES, COLOURS, SHAPES, WorldSpec, question_words
 
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
 # words of the question templates, the prompt template and the auxiliary "background" label
@@ -14,13 +14,22 @@ TEMPLATE_WORDS = (
     "background user assistant"
 ).split()
 PUNCTUATION = ["?", ".", ":", ","]
+# dense captions of the tokens no question names (small_vlm.content_word_targets): a background cell's tone, one word
+# per corner of the colour cube (each channel darker or lighter than BACKGROUND_TONE_SPLIT), and its texture
+BACKGROUND_TONES = ("charcoal", "navy", "forest", "teal", "maroon", "plum", "olive", "slate")  # index = 4r + 2g + b
+BACKGROUND_TEXTURES = ("plain", "patterned")
 
 
-def build_tokenizer(spec: WorldSpec | None = None) -> PreTrainedTokenizerFast:
+def caption_words() -> tuple[str, ...]:
+    """The words of the dense captions of clutter and background (vlm.train.aux_tokens: content)."""
+    return tuple(CLUTTER_COLOURS) + CLUTTER_SHAPES + BACKGROUND_TONES + BACKGROUND_TEXTURES
+
+
+def build_tokenizer(spec: WorldSpec | None = None, extra_words: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
     """A word-level tokenizer whose vocabulary is exactly the world's words (lower-cased). The busy world's new
-    question words come last, so the original world's vocabulary (and model) keeps its ids."""
+    question words come next, then `extra_words` (e.g. caption_words()), so earlier vocabularies keep their ids."""
     words = SPECIAL_TOKENS + TEMPLATE_WORDS + list(COLOURS) + list(SHAPES) + [c.lower() for c in LETTERS] + PUNCTUATION
-    words += list(question_words(spec or WorldSpec()))
+    words += list(question_words(spec or WorldSpec())) + list(extra_words)
     vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.normalizer = normalizers.Lowercase()

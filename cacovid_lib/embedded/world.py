@@ -433,11 +433,12 @@ def build_world(out_dir, seed: int, num_videos: dict[str, int], spec: WorldSpec 
     return summary
 
 
-def token_labels(layout: dict, num_frames: int, spec: WorldSpec) -> np.ndarray:
-    """Per video token, the index of the object it shows, or -1 (background/clutter): (t, grid*grid)."""
+def token_labels(layout: dict, num_frames: int, spec: WorldSpec, kind: str = "objects") -> np.ndarray:
+    """Per video token, the index of the object (kind "objects") or clutter item (kind "clutter") it shows, or -1
+    (anything else): (t, grid*grid)."""
     labels = np.full((num_frames, spec.grid * spec.grid), -1)
     for j, f in enumerate(uniform_frame_indices(spec.num_rendered_frames, num_frames)):
-        for k, obj in enumerate(layout["objects"]):
-            if obj["cells"][f] >= 0:
-                labels[j, obj["cells"][f]] = k
+        for k, thing in enumerate(layout[kind]):
+            if thing["cells"][f] >= 0:
+                labels[j, thing["cells"][f]] = k
     return labels

@@ -13,7 +13,7 @@ from cacovid_lib.embedded.small_vlm import (
     save_model_folder, train_small_vlm
 )
 from cacovid_lib.embedded.split import load_split
-from cacovid_lib.embedded.tokenizer import build_tokenizer
+from cacovid_lib.embedded.tokenizer import build_tokenizer, caption_words
 from cacovid_lib.embedded.world import WorldSpec
 from cacovid_lib.io_utils import read_json
 from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
@@ -27,7 +27,8 @@ def train_video_llm(world_dir, num_frames: int, model_cfg: SmallVLMConfig, train
     spec = WorldSpec(**read_json(Path(world_dir) / "world_spec.json"))
     check_matches_world(model_cfg, spec)  # one line if not
     train = load_split(world_dir, "train", num_frames)
-    tokenizer = build_tokenizer(spec)  # the world's words (the busy world adds some, e.g. the sixth shape)
+    # the world's words (the busy world adds some, e.g. the sixth shape), and the dense captions' words if they are used
+    tokenizer = build_tokenizer(spec, caption_words() if train_cfg.aux_tokens == "content" else ())
     model = build_small_vlm(tokenizer, model_cfg, seed=train_cfg.seed)
     if vision_tower_dir is not None:
         load_vision_tower(model, vision_tower_dir)  # one line if missing or of other sizes
