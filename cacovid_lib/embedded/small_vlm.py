@@ -4,12 +4,13 @@ Recipe (why each piece is there, docs/recipe-findings.md has the costs and valid
 1. Projector alignment with dense labels from the generator: every projected video token of an object is pushed,
    through the LLM's own (tied) word embeddings, towards the words of the object it shows ("red", "circle").
    Retrieval in the LLM then matches like with like. With `aux_tokens: all` the other tokens (background, clutter)
-   are pushed towards the word "background"; with `aux_tokens: objects` (the default in params.yaml) they are left
-   to what the answer loss makes of them, and binding formed sooner (docs/recipe-findings.md, issue 15). With
-   `aux_tokens: content` every token is pushed towards a dense caption of what it shows, as real encoders are aligned
-   on captions of everything in a picture: an object its colour and shape, a clutter item its colour and shape, a
-   background cell its tone and texture ("teal patterned", read from its pixels), so that the tokens no question
-   names stay as varied as their content instead of folding into one cone (issue 21).
+   are pushed towards the word "background"; with `aux_tokens: objects` they are left to what the answer loss makes
+   of them, and binding formed sooner (docs/recipe-findings.md, issue 15). With `aux_tokens: content` (the default
+   in params.yaml, non-object tokens at `caption_weight` 0.3) every token is pushed towards a dense caption of what
+   it shows, as real encoders are aligned on captions of everything in a picture: an object its colour and shape, a
+   clutter item its colour and shape, a background cell its tone and texture ("teal patterned", read from its
+   pixels), so that the tokens no question names stay as varied as their content instead of folding into one cone
+   (issue 21).
 2. Options are scored by their text ("red circle"), so each answer is found by two one-hop lookups
    (is "red" present? is the red thing a circle?) instead of a question -> letter -> video chain.
 3. A token curriculum: the first steps keep only the object tokens (plus a growing share of the
