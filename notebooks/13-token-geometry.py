@@ -46,7 +46,8 @@ tokens = encode_videos(vlm, test.frames)[:, :-1]  # (V, N, D): the video tokens,
 labels = test.object_labels.reshape(len(test.frames), -1)  # (V, N) object index per token, -1 = background/clutter
 
 # %%
-metrics = token_geometry(tokens, labels)
+# cells_per_frame: also the non-object pairs at two different grid cells (a static cell repeats across frames)
+metrics = token_geometry(tokens, labels, cells_per_frame=test.object_labels.shape[-1])
 write_metrics(f"{metrics_dir}/token_geometry.json", metrics)
 {k: round(v, 3) for k, v in metrics.items()}
 

@@ -95,7 +95,7 @@ def test_token_geometry(smoke):
     smoke.run("token_geometry")
     geometry = smoke.json("reports/metrics/token_geometry.json")
     assert _flat(geometry) and geometry["num_videos"] == 6
-    for kind in ("non_object_pair", "object_pair", "object_vs_non_object"):
+    for kind in ("non_object_pair", "object_pair", "object_vs_non_object", "non_object_pair_other_cell"):
         assert -1 <= geometry[f"{kind}_cosine"] <= 1, kind
     assert smoke.file("reports/figures/token_geometry.png").stat().st_size > 1000
 

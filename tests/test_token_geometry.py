@@ -35,3 +35,15 @@ def test_cosine_samples_caps_each_kind_per_video():
     samples = cosine_samples(tokens, labels, per_video=7)
     assert samples.groupby("kind").size().to_dict() == {"non_object_pair": 21, "object_pair": 21, "object_vs_non_object": 21}
     assert samples["cosine"].between(-1, 1).all()
+
+
+def test_other_cell_pairs_leave_out_a_cell_seen_again_in_another_frame():
+    # two frames of two cells: cell 0 is background in both frames (the same token), cell 1 an object, then background
+    tokens = torch.tensor([[1.0, 0], [0, 1.0], [1.0, 0], [-1.0, 0.0]])
+    labels = np.array([-1, 0, -1, -1])
+    pairs = pair_cosines(tokens, labels, cells_per_frame=2)
+    assert sorted(pairs["non_object_pair"].tolist()) == pytest.approx([-1.0, -1.0, 1.0])  # (0, 2) is cell 0 twice
+    assert sorted(pairs["non_object_pair_other_cell"].tolist()) == pytest.approx([-1.0, -1.0])  # (0, 3), (2, 3)
+    assert "non_object_pair_other_cell" not in pair_cosines(tokens, labels)
+    out = token_geometry(tokens[None], labels[None], cells_per_frame=2)
+    assert out["non_object_pair_cosine"] == pytest.approx(-1 / 3) and out["non_object_pair_other_cell_cosine"] == pytest.approx(-1.0)

@@ -13,10 +13,13 @@ import torch
 PAIR_KINDS = ("object_pair", "object_vs_non_object", "non_object_pair")  # the three kinds of token pairs
 
 
-def pair_cosines(tokens: torch.Tensor, labels: np.ndarray) -> dict[str, torch.Tensor]:
+def pair_cosines(tokens: torch.Tensor, labels: np.ndarray, cells_per_frame: int | None = None) -> dict[str, torch.Tensor]:
     """Cosines of every pair of distinct tokens of one video, by kind: tokens (N, D), labels (N,) object index or -1.
     "object_pair": tokens of two different objects; "object_vs_non_object": an object token and a background or
-    clutter token; "non_object_pair": two different background or clutter tokens (a token with itself is no pair)."""
+    clutter token; "non_object_pair": two different background or clutter tokens (a token with itself is no pair).
+    With `cells_per_frame` (tokens frame by frame, h*w each), also "non_object_pair_other_cell": the non-object pairs
+    at two different grid cells, i.e. without a cell paired with itself in another frame (static background repeats
+    across frames, and any encoder gives it the same token there)."""
     unit = torch.nn.functional.normalize(tokens.float(), dim=-1)
     cos = unit @ unit.T  # (N, N)
     lab = torch.as_tensor(labels)
@@ -25,17 +28,21 @@ def pair_cosines(tokens: torch.Tensor, labels: np.ndarray) -> dict[str, torch.Te
     kinds = {"object_pair": obj[:, None] & obj[None, :] & (lab[:, None] != lab[None, :]),
              "object_vs_non_object": obj[:, None] ^ obj[None, :],
              "non_object_pair": ~obj[:, None] & ~obj[None, :]}
+    if cells_per_frame:
+        cell = torch.arange(len(lab)) % cells_per_frame  # (N,) grid cell of each token
+        kinds["non_object_pair_other_cell"] = kinds["non_object_pair"] & (cell[:, None] != cell[None, :])
     return {kind: cos[upper & mask] for kind, mask in kinds.items()}
 
 
-def token_geometry(tokens: torch.Tensor, labels: np.ndarray) -> dict[str, float]:
-    """Flat metrics over videos: tokens (V, N, D) video tokens, labels (V, N) object index or -1. Each cosine is the
-    mean over videos of the video's mean over its pairs of that kind (a video without such pairs is skipped); the norms
-    are the mean token norms of object and non-object tokens."""
-    per_kind: dict[str, list[float]] = {kind: [] for kind in PAIR_KINDS}
+def token_geometry(tokens: torch.Tensor, labels: np.ndarray, cells_per_frame: int | None = None) -> dict[str, float]:
+    """Flat metrics over videos: tokens (V, N, D) video tokens, labels (V, N) object index or -1 (cells_per_frame: as
+    in pair_cosines). Each cosine is the mean over videos of the video's mean over its pairs of that kind (a video
+    without such pairs is skipped); the norms are the mean token norms of object and non-object tokens."""
+    kinds = PAIR_KINDS + (("non_object_pair_other_cell",) if cells_per_frame else ())
+    per_kind: dict[str, list[float]] = {kind: [] for kind in kinds}
     norms = {"object": [], "non_object": []}
     for video, lab in zip(tokens, labels):
-        for kind, values in pair_cosines(video, lab).items():
+        for kind, values in pair_cosines(video, lab, cells_per_frame).items():
             if len(values):
                 per_kind[kind].append(float(values.mean()))
         norm = video.float().norm(dim=-1)  # (N,)

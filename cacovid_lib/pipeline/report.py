@@ -16,7 +16,8 @@ SECTIONS = [
      "Test accuracy with all video tokens, without the video (blind), and with random token subsets."),
     ("How the video tokens are spread", "metrics/token_geometry.json", "figures/token_geometry.png",
      "Mean cosine between two video tokens of one test video, by kind of pair (compare/token_geometry.py): two "
-     "different objects, an object and a background or clutter token, two background or clutter tokens. Diversity "
+     "different objects, an object and a background or clutter token, two background or clutter tokens (and two at "
+     "different grid cells: a static cell seen again in another frame left out). Diversity "
      "rules (DivPrune, the density-peak picks) rank tokens by this geometry."),
     ("CaCoVID against random selection", "tables/policy.md", "figures/policy_retention.png",
      "The trained policy at every retention ratio (imp_ratio chosen on validation)."),
