@@ -21,7 +21,7 @@ name = sys.argv[1]
 overrides = {}
 for arg in sys.argv[2:]:
     key, value = arg.split("=")
-    overrides[key] = value if key in ("aux_tokens", "curriculum_start") else (float(value) if "." in value else int(value))
+    overrides[key] = value if key in ("aux_tokens", "curriculum_start", "caption_detail") else (float(value) if "." in value else int(value))
 out = pathlib.Path("scratch/explore_captions") / name
 params = read_params("params.yaml")
 num_frames = params["world"]["num_frames"]

@@ -235,6 +235,24 @@ def test_background_captions_read_tone_and_texture_from_the_pixels():
     assert [BACKGROUND_TEXTURES[i] for i in texture[0]] == ["plain", "plain", "patterned", "plain"]
 
 
+def test_fine_background_captions_name_tone_thirds_and_the_patterns_orientation():
+    from cacovid_lib.embedded.small_vlm import background_captions
+    from cacovid_lib.embedded.tokenizer import FINE_TEXTURES, FINE_TONES, caption_words
+
+    yy, xx = np.mgrid[0:16, 0:16]
+    patterns = {"vertical": (xx // 3) % 2, "horizontal": (yy // 3) % 2, "rising": ((xx + yy) // 3) % 2,
+                "falling": ((xx - yy) // 3) % 2, "speckled": (xx // 4 + yy // 4) % 2, "plain": np.zeros_like(xx)}
+    frames = np.stack([np.repeat((40 + 80 * p).astype(np.uint8)[..., None], 3, -1) for p in patterns.values()])
+    frames[-1, ..., 0] = 120  # the plain cell: light red, dark green and blue
+    _, texture = background_captions(frames[:, None], grid=1, detail="fine")  # six videos of one one-cell frame
+    assert [FINE_TEXTURES[i] for i in texture[:, 0]] == list(patterns)
+    tone, _ = background_captions(frames[-1:, None], grid=1, detail="fine")
+    assert FINE_TONES[tone[0, 0]] == "tone200"
+    assert set(FINE_TONES + FINE_TEXTURES) <= set(caption_words("fine")) and len(FINE_TONES) == 27
+    with pytest.raises(ValueError, match="caption_detail"):
+        caption_words("finest")
+
+
 def test_content_captions_name_every_token_and_train(tiny_world):
     from cacovid_lib.embedded.small_vlm import (SmallVLMConfig, VLMTrainConfig, build_small_vlm, content_word_targets,
                                                 train_small_vlm)
@@ -255,6 +273,10 @@ def test_content_captions_name_every_token_and_train(tiny_world):
     assert background.any() and set(words[..., 0][background]) <= set(BACKGROUND_TONES)
     with pytest.raises(ValueError, match="a caption word is not in the tokenizer"):
         content_word_targets(train, build_tokenizer())
+    fine = content_word_targets(train, build_tokenizer(None, caption_words("fine")), "fine")  # (V, N, 2)
+    assert fine.shape == targets.shape
+    with pytest.raises(ValueError, match="a caption word is not in the tokenizer"):
+        content_word_targets(train, tokenizer, "fine")
     model = build_small_vlm(tokenizer, SmallVLMConfig(text_hidden=32, text_layers=1, vision_hidden=32, vision_layers=1))
     history = train_small_vlm(LlavaOneVisionVideoLLM(model, tokenizer, 8), train,
                               VLMTrainConfig(steps=2, batch_size=4, curriculum_steps=1, warmup_steps=1, aux_tokens="content"))

@@ -40,7 +40,7 @@ import torch
 from tqdm import tqdm
 
 from cacovid_lib.data.schema import asked_token_mask
-from cacovid_lib.embedded.tokenizer import BACKGROUND_TEXTURES, BACKGROUND_TONES
+from cacovid_lib.embedded.tokenizer import BACKGROUND_TEXTURES, BACKGROUND_TONES, FINE_TEXTURES, FINE_TONES
 from cacovid_lib.embedded.world import COLOURS, EXTRA_SHAPES, SHAPES, WorldSpec
 from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.models.base import VideoLLM
@@ -83,6 +83,8 @@ class VLMTrainConfig:
     aux_weight: float = 1.0  # weight of the per-token label loss (projector alignment)
     caption_weight: float = 1.0  # aux_tokens content: a background or clutter token's weight in that loss, an object
     # token's being 1
+    caption_detail: Literal["coarse", "fine"] = "coarse"  # aux_tokens content: a background cell's caption, coarse (8
+    # tones, plain or patterned) or fine (27 tones, plain or the orientation of its pattern): background_captions
     aux_tokens: Literal["all", "objects", "content"] = "all"  # all: every video token is pushed towards its object's
     # words or 'background'; objects: only object tokens are, background and clutter tokens keep what their pixels give
     # them; content: every token towards a caption of its content (content_word_targets)
@@ -101,6 +103,8 @@ class VLMTrainConfig:
     def __post_init__(self):
         if self.aux_tokens not in ("all", "objects", "content"):
             raise ValueError(f"aux_tokens: {self.aux_tokens!r} is not valid; valid: all, objects, content")
+        if self.caption_detail not in ("coarse", "fine"):
+            raise ValueError(f"caption_detail: {self.caption_detail!r} is not valid; valid: coarse, fine")
         if self.curriculum_start not in ("objects", "asked"):
             raise ValueError(f"curriculum_start: {self.curriculum_start!r} is not valid; valid: objects, asked")
         if self.questions_per_video < 1 or self.batch_size % self.questions_per_video:
@@ -155,10 +159,18 @@ BACKGROUND_TONE_SPLIT = 75  # a background channel darker or lighter than this (
 PATTERNED_STD = 9.0  # a background cell whose grey levels spread more than this is "patterned", else "plain" (about half)
 
 
-def background_captions(frames: np.ndarray, grid: int, chunk: int = 128) -> tuple[np.ndarray, np.ndarray]:
-    """Each cell's tone (index into BACKGROUND_TONES: 4r + 2g + b, a channel counting 1 when its mean is above
-    BACKGROUND_TONE_SPLIT) and texture (1: patterned, the cell's grey-level standard deviation above PATTERNED_STD),
-    read from the pixels: frames (V, t, H, W, 3) uint8 -> two (V, t*grid*grid) int arrays. Meant for cells that show
+FINE_TONE_SPLITS = (57, 93)  # caption_detail fine: a channel dark, mid or light (thirds of the textures' 20..130)
+ORIENTED_COHERENCE = 0.5  # caption_detail fine: a patterned cell whose edges share one orientation at least this much
+
+
+def background_captions(frames: np.ndarray, grid: int, detail: str = "coarse", chunk: int = 128
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's tone and texture, read from the pixels: frames (V, t, H, W, 3) uint8 -> two (V, t*grid*grid) int
+    arrays, indices into the caption words of `detail`. Coarse: BACKGROUND_TONES (4r + 2g + b, a channel counting 1
+    when its mean is above BACKGROUND_TONE_SPLIT) and BACKGROUND_TEXTURES (1: patterned, the cell's grey-level
+    standard deviation above PATTERNED_STD). Fine: FINE_TONES (9r + 3g + b, each channel split at FINE_TONE_SPLITS)
+    and FINE_TEXTURES (a patterned cell by the orientation of its grey-level gradients, from their structure tensor;
+    speckled when their coherence is below ORIENTED_COHERENCE, as noise and checks). Meant for cells that show
     background only (a cell with an object or clutter item gets that item's caption instead)."""
     v, t, size = frames.shape[:3]
     cell = size // grid
@@ -166,25 +178,40 @@ def background_captions(frames: np.ndarray, grid: int, chunk: int = 128) -> tupl
     for start in range(0, v, chunk):
         x = frames[start:start + chunk].astype(np.float32)  # (B, t, H, W, 3)
         x = x.reshape(len(x), t, grid, cell, grid, cell, 3).transpose(0, 1, 2, 4, 3, 5, 6)  # (B, t, g, g, c, c, 3)
+        grey = x.mean(axis=-1).reshape(len(x), t * grid * grid, cell, cell)  # (B, N, c, c)
         x = x.reshape(len(x), t * grid * grid, cell * cell, 3)  # (B, N, c*c, 3)
-        bits = (x.mean(axis=2) > BACKGROUND_TONE_SPLIT).astype(int)  # (B, N, 3)
-        tones.append(4 * bits[..., 0] + 2 * bits[..., 1] + bits[..., 2])
-        textures.append((x.mean(axis=-1).std(axis=-1) > PATTERNED_STD).astype(int))  # (B, N)
+        patterned = grey.reshape(*grey.shape[:2], -1).std(axis=-1) > PATTERNED_STD  # (B, N)
+        if detail == "coarse":
+            bits = (x.mean(axis=2) > BACKGROUND_TONE_SPLIT).astype(int)  # (B, N, 3)
+            tones.append(4 * bits[..., 0] + 2 * bits[..., 1] + bits[..., 2])
+            textures.append(patterned.astype(int))
+            continue
+        level = np.digitize(x.mean(axis=2), FINE_TONE_SPLITS)  # (B, N, 3) in 0..2
+        tones.append(9 * level[..., 0] + 3 * level[..., 1] + level[..., 2])
+        dx, dy = np.diff(grey, axis=-1), np.diff(grey, axis=-2)  # (B, N, c, c-1), (B, N, c-1, c)
+        gx, gy = dx[..., 1:, :] + dx[..., :-1, :], dy[..., 1:] + dy[..., :-1]  # (B, N, c-1, c-1): each 2 x 2 block's gradient
+        jxx, jyy, jxy = (gx * gx).sum((-2, -1)), (gy * gy).sum((-2, -1)), (gx * gy).sum((-2, -1))  # (B, N)
+        coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy + 1e-6)
+        angle = 0.5 * np.arctan2(2 * jxy, jxx - jyy)  # the gradients' direction in (-pi/2, pi/2], rows down
+        orientation = np.round(angle / (np.pi / 4)).astype(int) % 4  # 0: across x (vertical edges), 1: rising, 2: horizontal, 3: falling
+        texture = np.where(coherence >= ORIENTED_COHERENCE, 1 + orientation, len(FINE_TEXTURES) - 1)
+        textures.append(np.where(patterned, texture, 0))
     return np.concatenate(tones), np.concatenate(textures)
 
 
-def content_word_targets(split, tokenizer) -> torch.Tensor:
+def content_word_targets(split, tokenizer, detail: str = "coarse") -> torch.Tensor:
     """Per video token, the vocabulary ids of a two-word caption of what it shows: an object its colour and shape, a
-    clutter item its colour and shape, a background cell its tone and texture (background_captions): (V, t*h*w, 2).
-    The tokenizer must hold tokenizer.caption_words()."""
+    clutter item its colour and shape, a background cell its tone and texture (background_captions at `detail`):
+    (V, t*h*w, 2). The tokenizer must hold tokenizer.caption_words(detail)."""
     ids = tokenizer.convert_tokens_to_ids
     v = len(split.frames)
     objects = split.object_labels.reshape(v, -1)  # (V, N)
     clutter = split.clutter_labels.reshape(v, -1)  # (V, N)
     grid = int(round(math.sqrt(split.object_labels.shape[-1])))
-    tone, texture = background_captions(split.frames, grid)  # (V, N) each
-    out = np.stack([np.array([ids(w) for w in BACKGROUND_TONES])[tone],
-                    np.array([ids(w) for w in BACKGROUND_TEXTURES])[texture]], axis=-1)  # (V, N, 2)
+    tone, texture = background_captions(split.frames, grid, detail)  # (V, N) each
+    tone_words, texture_words = (BACKGROUND_TONES, BACKGROUND_TEXTURES) if detail == "coarse" else (FINE_TONES, FINE_TEXTURES)
+    out = np.stack([np.array([ids(w) for w in tone_words])[tone],
+                    np.array([ids(w) for w in texture_words])[texture]], axis=-1)  # (V, N, 2)
     for i, layout in enumerate(split.layouts):
         for k, thing in enumerate(layout["clutter"]):
             out[i, clutter[i] == k] = (ids(thing.get("clutter_colour", "grey")), ids(thing["shape"]))
@@ -301,7 +328,7 @@ def _train(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn, eval_every: int) 
     model, tok = vlm.model, vlm.tokenizer
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
-    targets = content_word_targets(split, tok) if cfg.aux_tokens == "content" else \
+    targets = content_word_targets(split, tok, cfg.caption_detail) if cfg.aux_tokens == "content" else \
         token_word_targets(split.object_labels, split.layouts, tok)  # (num_videos, N, 2)
     prompts = [vlm.prompt(item) for item in split.items]
     eos = tok.eos_token_id

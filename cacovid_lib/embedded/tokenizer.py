@@ -18,11 +18,19 @@ PUNCTUATION = ["?", ".", ":", ","]
 # per corner of the colour cube (each channel darker or lighter than BACKGROUND_TONE_SPLIT), and its texture
 BACKGROUND_TONES = ("charcoal", "navy", "forest", "teal", "maroon", "plum", "olive", "slate")  # index = 4r + 2g + b
 BACKGROUND_TEXTURES = ("plain", "patterned")
+# the finer captions (vlm.train.caption_detail: fine): each channel dark, mid or light (27 tones, index 9r + 3g + b),
+# and a patterned cell's texture by the orientation of its edges (structure tensor), "speckled" where none dominates
+FINE_TONES = tuple(f"tone{r}{g}{b}" for r in range(3) for g in range(3) for b in range(3))
+FINE_TEXTURES = ("plain", "vertical", "rising", "horizontal", "falling", "speckled")
 
 
-def caption_words() -> tuple[str, ...]:
-    """The words of the dense captions of clutter and background (vlm.train.aux_tokens: content)."""
-    return tuple(CLUTTER_COLOURS) + CLUTTER_SHAPES + BACKGROUND_TONES + BACKGROUND_TEXTURES
+def caption_words(detail: str = "coarse") -> tuple[str, ...]:
+    """The words of the dense captions of clutter and background (vlm.train.aux_tokens: content), at `detail`
+    coarse (8 tones, plain or patterned) or fine (FINE_TONES, FINE_TEXTURES)."""
+    if detail not in ("coarse", "fine"):
+        raise ValueError(f"caption_detail: {detail!r} is not valid; valid: coarse, fine")
+    background = BACKGROUND_TONES + BACKGROUND_TEXTURES if detail == "coarse" else FINE_TONES + FINE_TEXTURES
+    return tuple(CLUTTER_COLOURS) + CLUTTER_SHAPES + background
 
 
 def build_tokenizer(spec: WorldSpec | None = None, extra_words: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:

@@ -28,7 +28,7 @@ def train_video_llm(world_dir, num_frames: int, model_cfg: SmallVLMConfig, train
     check_matches_world(model_cfg, spec)  # one line if not
     train = load_split(world_dir, "train", num_frames)
     # the world's words (the busy world adds some, e.g. the sixth shape), and the dense captions' words if they are used
-    tokenizer = build_tokenizer(spec, caption_words() if train_cfg.aux_tokens == "content" else ())
+    tokenizer = build_tokenizer(spec, caption_words(train_cfg.caption_detail) if train_cfg.aux_tokens == "content" else ())
     model = build_small_vlm(tokenizer, model_cfg, seed=train_cfg.seed)
     if vision_tower_dir is not None:
         load_vision_tower(model, vision_tower_dir)  # one line if missing or of other sizes
