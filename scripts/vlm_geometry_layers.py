@@ -2,11 +2,15 @@
 compare/token_geometry.py on the validation split at two depths of a saved small video LLM: its vision tower's
 features pooled to video-token cells (what the projector reads) and its projected video tokens (what the LLM and
 every pruning rule read), each also after subtracting the split's mean token (how much of the cone is one shared
-offset).
+offset), and two references: the pixels of each cell (mean removed), and the geometry the dense captions imply if
+each caption word were a direction of its own (a token = the sum of its caption words' one-hot vectors), with the
+fine captions of vlm.train.caption_detail (a model trained with them).
 Usage: .venv/bin/python scripts/vlm_geometry_layers.py [MODEL_DIR=models/small_vlm] [SPLIT=val]"""
 import sys
 
 import torch
+
+from cacovid_lib.embedded.small_vlm import content_word_targets
 
 from cacovid_lib.compare.token_geometry import token_geometry
 from cacovid_lib.embedded.split import load_split
@@ -27,4 +31,16 @@ print(f"{model_dir}, {split_name} split ({len(split.frames)} videos): " + " / ".
 for name, tokens in [("tower cells", cells), ("projected tokens", projected)]:
     for centred in (False, True):
         geometry = token_geometry(tokens - tokens.mean((0, 1)) if centred else tokens, labels)
-        print(f"{name + (', mean removed' if centred else ''):34s}" + " / ".join(f"{geometry[k]:.3f}" for k in keys))
+        print(f"{name + (', mean removed' if centred else ''):38s}" + " / ".join(f"{geometry[k]:.3f}" for k in keys))
+offset = projected.reshape(-1, projected.shape[-1]).mean(0).norm() / projected.norm(dim=-1).mean()
+print(f"projected tokens: the split's mean token has {float(offset):.2f} of a token's mean norm")
+v, n = labels.shape
+x = torch.from_numpy(split.frames).float()  # (V, t, H, W, 3)
+grid, cell = int(round((n // split.frames.shape[1]) ** 0.5)), split.frames.shape[2] // int(round((n // split.frames.shape[1]) ** 0.5))
+pixel_cells = x.reshape(v, -1, grid, cell, grid, cell, 3).permute(0, 1, 2, 4, 3, 5, 6).reshape(v, n, -1)  # (V, N, c*c*3)
+words = content_word_targets(split, vlm.tokenizer, "fine")  # (V, N, 2); the model's tokenizer holds the caption words
+implied = torch.zeros(v, n, len(vlm.tokenizer)).scatter_add_(-1, words, torch.ones(words.shape))  # (V, N, vocab)
+for name, tokens in [("pixels of each cell, mean removed", pixel_cells - pixel_cells.mean((0, 1))),
+                     ("fine captions, one word one direction", implied)]:
+    geometry = token_geometry(tokens, labels)
+    print(f"{name:38s}" + " / ".join(f"{geometry[k]:.3f}" for k in keys))

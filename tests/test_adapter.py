@@ -281,3 +281,21 @@ def test_content_captions_name_every_token_and_train(tiny_world):
     history = train_small_vlm(LlavaOneVisionVideoLLM(model, tokenizer, 8), train,
                               VLMTrainConfig(steps=2, batch_size=4, curriculum_steps=1, warmup_steps=1, aux_tokens="content"))
     assert len(history) == 2 and np.isfinite(history[-1]["aux_loss"])
+
+
+def test_shared_offset_penalty_measures_the_tokens_common_vector():
+    from cacovid_lib.embedded.small_vlm import shared_offset_penalty
+
+    g = torch.Generator().manual_seed(0)
+    centred = torch.randn(4, 50, 16, generator=g)
+    centred = centred - centred.reshape(-1, 16).mean(0)  # mean exactly zero
+    assert float(shared_offset_penalty(centred)) < 1e-10
+    same = torch.ones(2, 5, 16) * torch.randn(16, generator=g)
+    assert abs(float(shared_offset_penalty(same)) - 1.0) < 1e-6
+    shifted = centred + 3.0 * torch.nn.functional.normalize(torch.randn(16, generator=g), dim=0)
+    value = float(shared_offset_penalty(shifted))
+    assert abs(value - 9.0 / float(shifted.reshape(-1, 16).pow(2).sum(-1).mean())) < 1e-5
+    assert abs(float(shared_offset_penalty(5.0 * shifted)) - value) < 1e-6  # scale-free
+    tokens = shifted.clone().requires_grad_(True)
+    shared_offset_penalty(tokens).backward()
+    assert tokens.grad.abs().sum() > 0

@@ -8,9 +8,11 @@ Recipe (why each piece is there, docs/recipe-findings.md has the costs and valid
    of them, and binding formed sooner (docs/recipe-findings.md, issue 15). With `aux_tokens: content` (the default
    in params.yaml, non-object tokens at `caption_weight` 0.3) every token is pushed towards a dense caption of what
    it shows, as real encoders are aligned on captions of everything in a picture: an object its colour and shape, a
-   clutter item its colour and shape, a background cell its tone and texture ("teal patterned", read from its
-   pixels), so that the tokens no question names stay as varied as their content instead of folding into one cone
-   (issue 21).
+   clutter item its colour and shape, a background cell its tone and texture read from its pixels (`caption_detail`
+   coarse: 8 tones, plain or patterned, "teal patterned"; fine, the default: 27 tones and the pattern's orientation,
+   "tone120 rising"), so that the tokens no question names stay as varied as their content instead of folding into
+   one cone (issue 21). The label loss cannot see a shift that moves every word's logit alike, so the tokens also
+   drift into one shared offset; `offset_weight` penalises it (shared_offset_penalty).
 2. Options are scored by their text ("red circle"), so each answer is found by two one-hop lookups
    (is "red" present? is the red thing a circle?) instead of a question -> letter -> video chain.
 3. A token curriculum: the first steps keep only the object tokens (plus a growing share of the
@@ -40,7 +42,7 @@ import torch
 from tqdm import tqdm
 
 from cacovid_lib.data.schema import asked_token_mask
-from cacovid_lib.embedded.tokenizer import BACKGROUND_TEXTURES, BACKGROUND_TONES, FINE_TEXTURES, FINE_TONES
+from cacovid_lib.embedded.tokenizer import FINE_TEXTURES, background_caption_words
 from cacovid_lib.embedded.world import COLOURS, EXTRA_SHAPES, SHAPES, WorldSpec
 from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.models.base import VideoLLM
@@ -85,6 +87,8 @@ class VLMTrainConfig:
     # token's being 1
     caption_detail: Literal["coarse", "fine"] = "coarse"  # aux_tokens content: a background cell's caption, coarse (8
     # tones, plain or patterned) or fine (27 tones, plain or the orientation of its pattern): background_captions
+    offset_weight: float = 0.0  # weight of shared_offset_penalty on the projected video tokens (0: none): the
+    # label loss cannot see a shift that moves every word's logit alike, so without it the tokens share a large offset
     aux_tokens: Literal["all", "objects", "content"] = "all"  # all: every video token is pushed towards its object's
     # words or 'background'; objects: only object tokens are, background and clutter tokens keep what their pixels give
     # them; content: every token towards a caption of its content (content_word_targets)
@@ -103,8 +107,7 @@ class VLMTrainConfig:
     def __post_init__(self):
         if self.aux_tokens not in ("all", "objects", "content"):
             raise ValueError(f"aux_tokens: {self.aux_tokens!r} is not valid; valid: all, objects, content")
-        if self.caption_detail not in ("coarse", "fine"):
-            raise ValueError(f"caption_detail: {self.caption_detail!r} is not valid; valid: coarse, fine")
+        background_caption_words(self.caption_detail)  # raises on an unknown caption_detail
         if self.curriculum_start not in ("objects", "asked"):
             raise ValueError(f"curriculum_start: {self.curriculum_start!r} is not valid; valid: objects, asked")
         if self.questions_per_video < 1 or self.batch_size % self.questions_per_video:
@@ -209,7 +212,7 @@ def content_word_targets(split, tokenizer, detail: str = "coarse") -> torch.Tens
     clutter = split.clutter_labels.reshape(v, -1)  # (V, N)
     grid = int(round(math.sqrt(split.object_labels.shape[-1])))
     tone, texture = background_captions(split.frames, grid, detail)  # (V, N) each
-    tone_words, texture_words = (BACKGROUND_TONES, BACKGROUND_TEXTURES) if detail == "coarse" else (FINE_TONES, FINE_TEXTURES)
+    tone_words, texture_words = background_caption_words(detail)
     out = np.stack([np.array([ids(w) for w in tone_words])[tone],
                     np.array([ids(w) for w in texture_words])[texture]], axis=-1)  # (V, N, 2)
     for i, layout in enumerate(split.layouts):
@@ -230,6 +233,16 @@ def token_word_loss(word_logp: torch.Tensor, targets: torch.Tensor, counted: tor
     if counted is None:
         return -logp.mean()
     return -(logp.sum(-1) * counted).sum() / (2 * counted.sum().clamp(min=1))
+
+
+def shared_offset_penalty(tokens: torch.Tensor) -> torch.Tensor:
+    """How much of the video tokens is one shared offset: the squared norm of their mean over their mean squared
+    norm, tokens (B, N, D) -> scalar in [0, 1] (0: centred; 1: all tokens the same vector). A label loss through
+    tied word embeddings leaves free any shift that moves every word's logit alike, so without a penalty the tokens
+    drift into a common offset and every pair's cosine rises with it (a cone, as CLIP-like encoders show). The mean
+    is over the whole batch, not per video, so a video's own content keeps its tokens as alike as it is."""
+    flat = tokens.reshape(-1, tokens.shape[-1])  # (B*N, D)
+    return flat.mean(0).pow(2).sum() / flat.pow(2).sum(-1).mean().clamp(min=1e-12)
 
 
 def random_keep_masks(rng: np.random.Generator, batch: int, n: int, cfg: VLMTrainConfig) -> torch.Tensor:
@@ -373,16 +386,18 @@ def _train(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn, eval_every: int) 
         counted = {"all": None, "objects": is_object,  # (B, N) object tokens only
                    "content": is_object + (~is_object) * cfg.caption_weight}[cfg.aux_tokens]  # (B, N) token weights
         aux = token_word_loss(word_logp, targets[vids], counted)
+        offset = shared_offset_penalty(video_embeds[:, :n])  # how much of the projected tokens is one shared vector
         # answer loss: teacher-forced correct option text + end of turn, on the compressed sequence
         conts = [prompts[i].option_ids[split.answers[i]] + [eos] for i in idx]
         logp = vlm.continuation_logprobs([prompts[i] for i in idx], video_embeds, keeps, conts)
         answer = -(logp / torch.tensor([len(c) for c in conts])).mean()
-        loss = answer + cfg.aux_weight * aux
+        loss = answer + cfg.aux_weight * aux + cfg.offset_weight * offset
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        record = {"step": step, "loss": loss.item(), "answer_loss": answer.item(), "aux_loss": aux.item(), "lr": lr_at(step, cfg)}
+        record = {"step": step, "loss": loss.item(), "answer_loss": answer.item(), "aux_loss": aux.item(),
+                  "offset_penalty": offset.item(), "lr": lr_at(step, cfg)}
         if eval_fn is not None and eval_every and (step + 1) % eval_every == 0:
             model.eval()
             record.update(eval_fn())

@@ -24,13 +24,18 @@ FINE_TONES = tuple(f"tone{r}{g}{b}" for r in range(3) for g in range(3) for b in
 FINE_TEXTURES = ("plain", "vertical", "rising", "horizontal", "falling", "speckled")
 
 
-def caption_words(detail: str = "coarse") -> tuple[str, ...]:
-    """The words of the dense captions of clutter and background (vlm.train.aux_tokens: content), at `detail`
-    coarse (8 tones, plain or patterned) or fine (FINE_TONES, FINE_TEXTURES)."""
+def background_caption_words(detail: str = "coarse") -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A background cell's caption words at `detail`: (tone words, texture words), coarse (8 tones, plain or
+    patterned) or fine (FINE_TONES, FINE_TEXTURES). Any other detail is a ValueError."""
     if detail not in ("coarse", "fine"):
         raise ValueError(f"caption_detail: {detail!r} is not valid; valid: coarse, fine")
-    background = BACKGROUND_TONES + BACKGROUND_TEXTURES if detail == "coarse" else FINE_TONES + FINE_TEXTURES
-    return tuple(CLUTTER_COLOURS) + CLUTTER_SHAPES + background
+    return (BACKGROUND_TONES, BACKGROUND_TEXTURES) if detail == "coarse" else (FINE_TONES, FINE_TEXTURES)
+
+
+def caption_words(detail: str = "coarse") -> tuple[str, ...]:
+    """The words of the dense captions of clutter and background (vlm.train.aux_tokens: content) at `detail`."""
+    tones, textures = background_caption_words(detail)
+    return tuple(CLUTTER_COLOURS) + CLUTTER_SHAPES + tones + textures
 
 
 def build_tokenizer(spec: WorldSpec | None = None, extra_words: tuple[str, ...] = ()) -> PreTrainedTokenizerFast:
