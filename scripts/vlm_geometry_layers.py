@@ -10,9 +10,8 @@ import sys
 
 import torch
 
-from cacovid_lib.embedded.small_vlm import content_word_targets
-
 from cacovid_lib.compare.token_geometry import token_geometry
+from cacovid_lib.embedded.small_vlm import content_word_targets
 from cacovid_lib.embedded.split import load_split
 from cacovid_lib.embedded.vision_pretraining import cell_features
 from cacovid_lib.models.base import encode_videos
@@ -36,7 +35,8 @@ offset = projected.reshape(-1, projected.shape[-1]).mean(0).norm() / projected.n
 print(f"projected tokens: the split's mean token has {float(offset):.2f} of a token's mean norm")
 v, n = labels.shape
 x = torch.from_numpy(split.frames).float()  # (V, t, H, W, 3)
-grid, cell = int(round((n // split.frames.shape[1]) ** 0.5)), split.frames.shape[2] // int(round((n // split.frames.shape[1]) ** 0.5))
+grid = int(round(split.object_labels.shape[-1] ** 0.5))  # cells per side
+cell = split.frames.shape[2] // grid  # pixels per cell side
 pixel_cells = x.reshape(v, -1, grid, cell, grid, cell, 3).permute(0, 1, 2, 4, 3, 5, 6).reshape(v, n, -1)  # (V, N, c*c*3)
 words = content_word_targets(split, vlm.tokenizer, "fine")  # (V, N, 2); the model's tokenizer holds the caption words
 implied = torch.zeros(v, n, len(vlm.tokenizer)).scatter_add_(-1, words, torch.ones(words.shape))  # (V, N, vocab)
