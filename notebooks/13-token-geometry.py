@@ -12,7 +12,8 @@
 # # 13 · Video-token geometry
 # How the small video LLM's projected video tokens are spread over the test split (issue 21): the mean cosine of two
 # different objects' tokens, of an object token and a background or clutter token, and of two background or clutter
-# tokens (`cacovid_lib/compare/token_geometry.py`). Diversity rules (DivPrune, the density-peak picks) rank tokens by
+# tokens, and each token's nearest non-object token (`cacovid_lib/compare/token_geometry.py`), beside the same measures
+# of the cells' pixels. Diversity rules (DivPrune, the density-peak picks) rank tokens by
 # this geometry: if background and clutter sit in one narrow cone and the objects apart, diversity alone finds the
 # objects, which a pretrained encoder's tokens on real video do not allow.
 #
@@ -27,10 +28,11 @@ metrics_dir = "scratch/reports/metrics"     # written
 figures_dir = "scratch/reports/figures"     # written
 
 # %%
-import numpy as np
+import torch
 
 from cacovid_lib.compare.token_geometry import cosine_samples, geometry_figure, token_geometry
 from cacovid_lib.embedded.split import load_split
+from cacovid_lib.embedded.world import frame_cells
 from cacovid_lib.io_utils import save_figure
 from cacovid_lib.models.base import encode_videos
 from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
@@ -48,6 +50,11 @@ labels = test.object_labels.reshape(len(test.frames), -1)  # (V, N) object index
 # %%
 # cells_per_frame: also the non-object pairs at two different grid cells (a static cell repeats across frames)
 metrics = token_geometry(tokens, labels, cells_per_frame=test.object_labels.shape[-1])
+# the reference: the same measures of each cell's pixels, the split's mean cell removed ("as diverse as the pixels")
+cells = torch.from_numpy(frame_cells(test.frames, grid=round(test.object_labels.shape[-1] ** 0.5)))
+cells = cells.float().reshape(*labels.shape, -1)  # (V, N, c*c*3)
+pixels = token_geometry(cells - cells.mean((0, 1)), labels, cells_per_frame=test.object_labels.shape[-1])
+metrics |= {f"pixels_{k}": v for k, v in pixels.items() if k.endswith("_cosine")}
 write_metrics(f"{metrics_dir}/token_geometry.json", metrics)
 {k: round(v, 3) for k, v in metrics.items()}
 

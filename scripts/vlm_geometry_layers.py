@@ -14,6 +14,7 @@ from cacovid_lib.compare.token_geometry import token_geometry
 from cacovid_lib.embedded.small_vlm import content_word_targets
 from cacovid_lib.embedded.split import load_split
 from cacovid_lib.embedded.vision_pretraining import cell_features
+from cacovid_lib.embedded.world import frame_cells
 from cacovid_lib.models.base import encode_videos
 from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
 
@@ -34,10 +35,8 @@ for name, tokens in [("tower cells", cells), ("projected tokens", projected)]:
 offset = projected.reshape(-1, projected.shape[-1]).mean(0).norm() / projected.norm(dim=-1).mean()
 print(f"projected tokens: the split's mean token has {float(offset):.2f} of a token's mean norm")
 v, n = labels.shape
-x = torch.from_numpy(split.frames).float()  # (V, t, H, W, 3)
 grid = int(round(split.object_labels.shape[-1] ** 0.5))  # cells per side
-cell = split.frames.shape[2] // grid  # pixels per cell side
-pixel_cells = x.reshape(v, -1, grid, cell, grid, cell, 3).permute(0, 1, 2, 4, 3, 5, 6).reshape(v, n, -1)  # (V, N, c*c*3)
+pixel_cells = torch.from_numpy(frame_cells(split.frames, grid)).float().reshape(v, n, -1)  # (V, N, c*c*3)
 words = content_word_targets(split, vlm.tokenizer, "fine")  # (V, N, 2); the model's tokenizer holds the caption words
 implied = torch.zeros(v, n, len(vlm.tokenizer)).scatter_add_(-1, words, torch.ones(words.shape))  # (V, N, vocab)
 for name, tokens in [("pixels of each cell, mean removed", pixel_cells - pixel_cells.mean((0, 1))),

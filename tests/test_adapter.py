@@ -299,3 +299,51 @@ def test_shared_offset_penalty_measures_the_tokens_common_vector():
     tokens = shifted.clone().requires_grad_(True)
     shared_offset_penalty(tokens).backward()
     assert tokens.grad.abs().sum() > 0
+
+
+def test_offset_penalty_counts_from_its_start_step_only(tiny_world):
+    from cacovid_lib.embedded.small_vlm import SmallVLMConfig, VLMTrainConfig, build_small_vlm, train_small_vlm
+    from cacovid_lib.embedded.split import load_split
+    from cacovid_lib.embedded.tokenizer import build_tokenizer
+    from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
+
+    tokenizer = build_tokenizer()
+    model = build_small_vlm(tokenizer, SmallVLMConfig(text_hidden=32, text_layers=1, vision_hidden=32, vision_layers=1))
+    history = train_small_vlm(LlavaOneVisionVideoLLM(model, tokenizer, 8), load_split(tiny_world, "train", 8),
+                              VLMTrainConfig(steps=3, batch_size=4, curriculum_steps=1, warmup_steps=1,
+                                             offset_weight=2.0, offset_from_step=2))
+    for row in history:
+        counted = 2.0 * row["offset_penalty"] if row["step"] >= 2 else 0.0
+        assert row["offset_penalty"] > 0
+        assert abs(row["loss"] - (row["answer_loss"] + row["aux_loss"] + counted)) < 1e-4
+    with pytest.raises(ValueError, match="offset_from_step: -1 must be 0 or more"):
+        VLMTrainConfig(offset_from_step=-1)
+
+
+def test_pixel_relation_loss_compares_pair_cosines_with_the_pixels():
+    from cacovid_lib.embedded.small_vlm import pixel_relation_loss
+
+    cells = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0], [1.0, 1.0, 0]]])  # (1, 3, 3): cosines 0, 0.71, 0.71
+    assert float(pixel_relation_loss(cells * 4.0, cells)) < 1e-12  # the same relations at any scale: no loss
+    folded = torch.ones(1, 3, 2)  # every token the same: each pair's cosine 1
+    expected = 2 * ((1 - 0) ** 2 + 2 * (1 - 0.5 ** 0.5) ** 2) / 6
+    assert abs(float(pixel_relation_loss(folded, cells)) - expected) < 1e-6
+    tokens = folded.clone().requires_grad_(True)
+    pixel_relation_loss(tokens + torch.randn(1, 3, 2) * 0.1, cells).backward()
+    assert tokens.grad.abs().sum() > 0
+
+
+def test_pixel_relation_weight_counts_in_the_training_loss(tiny_world):
+    from cacovid_lib.embedded.small_vlm import SmallVLMConfig, VLMTrainConfig, build_small_vlm, train_small_vlm
+    from cacovid_lib.embedded.split import load_split
+    from cacovid_lib.embedded.tokenizer import build_tokenizer
+    from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
+
+    tokenizer = build_tokenizer()
+    model = build_small_vlm(tokenizer, SmallVLMConfig(text_hidden=32, text_layers=1, vision_hidden=32, vision_layers=1))
+    history = train_small_vlm(LlavaOneVisionVideoLLM(model, tokenizer, 8), load_split(tiny_world, "train", 8),
+                              VLMTrainConfig(steps=2, batch_size=4, curriculum_steps=1, warmup_steps=1,
+                                             pixel_relation_weight=3.0))
+    for row in history:
+        assert 0 < row["pixel_relation"] < 4
+        assert abs(row["loss"] - (row["answer_loss"] + row["aux_loss"] + 3.0 * row["pixel_relation"])) < 1e-4

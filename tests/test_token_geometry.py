@@ -47,3 +47,21 @@ def test_other_cell_pairs_leave_out_a_cell_seen_again_in_another_frame():
     assert "non_object_pair_other_cell" not in pair_cosines(tokens, labels)
     out = token_geometry(tokens[None], labels[None], cells_per_frame=2)
     assert out["non_object_pair_cosine"] == pytest.approx(-1 / 3) and out["non_object_pair_other_cell_cosine"] == pytest.approx(-1.0)
+
+
+def test_nearest_cosines_say_how_far_objects_stand_out():
+    from cacovid_lib.compare.token_geometry import nearest_cosines
+
+    # two frames of two cells; cell 0 background (the same token in both frames), cell 1 an object, then background
+    tokens = torch.tensor([[1.0, 0], [0, 1.0], [1.0, 0], [0.6, 0.8]])
+    labels = np.array([-1, 0, -1, -1])
+    near = nearest_cosines(tokens, labels)
+    assert near["object_nearest_non_object"].tolist() == pytest.approx([0.8])  # token 1's nearest is token 3
+    assert near["non_object_nearest_non_object"].tolist() == pytest.approx([1.0, 1.0, 0.6])
+    other_cell = nearest_cosines(tokens, labels, cells_per_frame=2)["non_object_nearest_non_object"]
+    assert other_cell.tolist() == pytest.approx([0.6, 0.6, 0.6])  # cell 0 no longer finds itself in the other frame
+    out = token_geometry(tokens[None], labels[None], cells_per_frame=2)
+    assert out["object_nearest_non_object_cosine"] == pytest.approx(0.8)
+    assert out["non_object_nearest_non_object_cosine"] == pytest.approx(0.6)
+    lonely = nearest_cosines(torch.tensor([[1.0, 0], [0, 1.0]]), np.array([0, -1]))  # one non-object token: no neighbour
+    assert len(lonely["non_object_nearest_non_object"]) == 0 and lonely["object_nearest_non_object"].tolist() == [0.0]

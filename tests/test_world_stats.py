@@ -34,3 +34,13 @@ def test_world_stats_of_the_original_world(tmp_path):
     assert 0 < stats["question_token_share_median"] <= 8 / 128  # one cell in at most all 8 frames, of 128 tokens
     assert stats["asked_objects_never_sampled"] == 0.0
     assert all(isinstance(v, (int, float, str)) for v in stats.values())  # flat, JSON-ready
+
+
+def test_frame_cells_cut_frames_into_token_order():
+    from cacovid_lib.embedded.world import frame_cells
+
+    frames = np.arange(2 * 3 * 4 * 4 * 3, dtype=np.int64).reshape(2, 3, 4, 4, 3)  # 2 videos, 3 frames of 2 x 2 cells
+    cells = frame_cells(frames, grid=2)  # (2, 3*2*2, 2, 2, 3)
+    assert cells.shape == (2, 12, 2, 2, 3)
+    assert (cells[1, 4 + 1] == frames[1, 1, :2, 2:]).all()  # video 1, frame 1, cell (row 0, column 1)
+    assert (cells[0, 11] == frames[0, 2, 2:, 2:]).all()  # the last cell of the last frame

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 
 PAIR_KINDS = ("object_pair", "object_vs_non_object", "non_object_pair")  # the three kinds of token pairs
+NEAREST_KINDS = ("object_nearest_non_object", "non_object_nearest_non_object")  # nearest_cosines' two kinds
 
 
 def pair_cosines(tokens: torch.Tensor, labels: np.ndarray, cells_per_frame: int | None = None) -> dict[str, torch.Tensor]:
@@ -34,15 +35,38 @@ def pair_cosines(tokens: torch.Tensor, labels: np.ndarray, cells_per_frame: int 
     return {kind: cos[upper & mask] for kind, mask in kinds.items()}
 
 
+def nearest_cosines(tokens: torch.Tensor, labels: np.ndarray, cells_per_frame: int | None = None) -> dict[str, torch.Tensor]:
+    """Each token's cosine with its nearest non-object token of the same video: tokens (N, D), labels (N,) object
+    index or -1. "object_nearest_non_object": one value per object token; "non_object_nearest_non_object": one per
+    non-object token, its nearest other non-object token (with `cells_per_frame`, at another grid cell: a static
+    background cell repeats across frames). A mean pair cosine says how wide the cone is; these say how far the
+    objects stand out of it, which is what a greedy max-min rule (DivPrune) reads: a token far from every other kind
+    is picked early."""
+    unit = torch.nn.functional.normalize(tokens.float(), dim=-1)
+    cos = unit @ unit.T  # (N, N)
+    lab = torch.as_tensor(labels)
+    obj = lab >= 0  # (N,)
+    to_non_object = cos.masked_fill(obj[None, :], float("-inf"))  # (N, N) only non-object columns
+    other = torch.ones_like(cos, dtype=torch.bool).fill_diagonal_(False)  # (N, N) a token is not its own neighbour
+    if cells_per_frame:
+        cell = torch.arange(len(lab)) % cells_per_frame  # (N,) grid cell of each token
+        other &= (cell[:, None] != cell[None, :]) | obj[:, None]  # an object token may neighbour its cell's background
+    nearest = to_non_object.masked_fill(~other, float("-inf")).amax(dim=1)  # (N,)
+    found = torch.isfinite(nearest)
+    return {"object_nearest_non_object": nearest[obj & found], "non_object_nearest_non_object": nearest[~obj & found]}
+
+
 def token_geometry(tokens: torch.Tensor, labels: np.ndarray, cells_per_frame: int | None = None) -> dict[str, float]:
     """Flat metrics over videos: tokens (V, N, D) video tokens, labels (V, N) object index or -1 (cells_per_frame: as
-    in pair_cosines). Each cosine is the mean over videos of the video's mean over its pairs of that kind (a video
-    without such pairs is skipped); the norms are the mean token norms of object and non-object tokens."""
-    kinds = PAIR_KINDS + (("non_object_pair_other_cell",) if cells_per_frame else ())
+    in pair_cosines and nearest_cosines). Each cosine is the mean over videos of the video's mean over its pairs (or
+    tokens, for the nearest-neighbour kinds) of that kind (a video without any is skipped); the norms are the mean
+    token norms of object and non-object tokens."""
+    kinds = PAIR_KINDS + (("non_object_pair_other_cell",) if cells_per_frame else ()) + NEAREST_KINDS
     per_kind: dict[str, list[float]] = {kind: [] for kind in kinds}
     norms = {"object": [], "non_object": []}
     for video, lab in zip(tokens, labels):
-        for kind, values in pair_cosines(video, lab, cells_per_frame).items():
+        cosines = pair_cosines(video, lab, cells_per_frame) | nearest_cosines(video, lab, cells_per_frame)
+        for kind, values in cosines.items():
             if len(values):
                 per_kind[kind].append(float(values.mean()))
         norm = video.float().norm(dim=-1)  # (N,)

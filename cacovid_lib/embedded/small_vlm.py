@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from cacovid_lib.data.schema import asked_token_mask
 from cacovid_lib.embedded.tokenizer import FINE_TEXTURES, background_caption_words
-from cacovid_lib.embedded.world import COLOURS, EXTRA_SHAPES, SHAPES, WorldSpec
+from cacovid_lib.embedded.world import COLOURS, EXTRA_SHAPES, SHAPES, WorldSpec, frame_cells
 from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.models.base import VideoLLM
 
@@ -89,6 +89,10 @@ class VLMTrainConfig:
     # tones, plain or patterned) or fine (27 tones, plain or the orientation of its pattern): background_captions
     offset_weight: float = 0.0  # weight of shared_offset_penalty on the projected video tokens (0: none): the
     # label loss cannot see a shift that moves every word's logit alike, so without it the tokens share a large offset
+    pixel_relation_weight: float = 0.0  # weight of pixel_relation_loss on the projected video tokens (0: none): the
+    # tokens' pair cosines held to their cells' pixels' ones, so that cells of one caption stay apart where their pixels do
+    offset_from_step: int = 0  # the penalty counts from this step on (0: throughout). From step 0 it delayed the point
+    # where binding forms past the tower's freeze (docs/recipe-findings.md); later, the frozen tower's projector removes it
     aux_tokens: Literal["all", "objects", "content"] = "all"  # all: every video token is pushed towards its object's
     # words or 'background'; objects: only object tokens are, background and clutter tokens keep what their pixels give
     # them; content: every token towards a caption of its content (content_word_targets)
@@ -110,6 +114,8 @@ class VLMTrainConfig:
         background_caption_words(self.caption_detail)  # raises on an unknown caption_detail
         if self.curriculum_start not in ("objects", "asked"):
             raise ValueError(f"curriculum_start: {self.curriculum_start!r} is not valid; valid: objects, asked")
+        if self.offset_from_step < 0:
+            raise ValueError(f"offset_from_step: {self.offset_from_step} must be 0 or more")
         if self.questions_per_video < 1 or self.batch_size % self.questions_per_video:
             raise ValueError(f"questions_per_video: {self.questions_per_video} must divide batch_size ({self.batch_size})")
 
@@ -175,14 +181,13 @@ def background_captions(frames: np.ndarray, grid: int, detail: str = "coarse", c
     and FINE_TEXTURES (a patterned cell by the orientation of its grey-level gradients, from their structure tensor;
     speckled when their coherence is below ORIENTED_COHERENCE, as noise and checks). Meant for cells that show
     background only (a cell with an object or clutter item gets that item's caption instead)."""
-    v, t, size = frames.shape[:3]
+    v, size = len(frames), frames.shape[2]
     cell = size // grid
     tones, textures = [], []
     for start in range(0, v, chunk):
-        x = frames[start:start + chunk].astype(np.float32)  # (B, t, H, W, 3)
-        x = x.reshape(len(x), t, grid, cell, grid, cell, 3).transpose(0, 1, 2, 4, 3, 5, 6)  # (B, t, g, g, c, c, 3)
-        grey = x.mean(axis=-1).reshape(len(x), t * grid * grid, cell, cell)  # (B, N, c, c)
-        x = x.reshape(len(x), t * grid * grid, cell * cell, 3)  # (B, N, c*c, 3)
+        x = frame_cells(frames[start:start + chunk], grid).astype(np.float32)  # (B, N, c, c, 3)
+        grey = x.mean(axis=-1)  # (B, N, c, c)
+        x = x.reshape(*x.shape[:2], cell * cell, 3)  # (B, N, c*c, 3)
         patterned = grey.reshape(*grey.shape[:2], -1).std(axis=-1) > PATTERNED_STD  # (B, N)
         if detail == "coarse":
             bits = (x.mean(axis=2) > BACKGROUND_TONE_SPLIT).astype(int)  # (B, N, 3)
@@ -233,6 +238,20 @@ def token_word_loss(word_logp: torch.Tensor, targets: torch.Tensor, counted: tor
     if counted is None:
         return -logp.mean()
     return -(logp.sum(-1) * counted).sum() / (2 * counted.sum().clamp(min=1))
+
+
+def pixel_relation_loss(tokens: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+    """How far the tokens' pair cosines are from their cells' pixels' pair cosines, within each video: tokens
+    (B, N, D), cells (B, N, P) each token's cell pixels with the split's mean cell removed. The mean squared
+    difference over every ordered pair of distinct tokens. Captions give every background cell of one tone and
+    texture the same target, so the label loss folds cells that differ in their pixels into near-duplicates (issue
+    21: a non-object token's nearest non-object neighbour at cosine 0.98, its cell's pixels at 0.82); a pretrained
+    encoder keeps what the pixels tell apart, and so does a tower held to the pixels' relations."""
+    t = torch.nn.functional.normalize(tokens.float(), dim=-1)
+    p = torch.nn.functional.normalize(cells.float(), dim=-1)
+    diff = t @ t.transpose(1, 2) - p @ p.transpose(1, 2)  # (B, N, N)
+    n = tokens.shape[1]
+    return diff.pow(2).sum((1, 2)).mean() / (n * (n - 1))  # the diagonal is 1 - 1 = 0 (a zero cell: 0 - 0)
 
 
 def shared_offset_penalty(tokens: torch.Tensor) -> torch.Tensor:
@@ -351,6 +370,10 @@ def _train(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn, eval_every: int) 
     features = None  # (num_videos, t, P, C) frozen vision-tower features, once the vision phase is over
     vision_phase = cfg.vision_steps is None or cfg.vision_steps > 0
     pixels = torch.stack([vlm.preprocess(v) for v in split.frames]) if vision_phase else None  # (V, t, 3, S, S)
+    grid = round(split.object_labels.shape[-1] ** 0.5)  # cells per side
+    mean_cell = sum(frame_cells(split.frames[i:i + 256], grid).astype(np.float64).sum((0, 1))
+                    for i in range(0, len(split.frames), 256)) / (split.object_labels[..., 0].size * grid * grid)
+    mean_cell = torch.from_numpy(mean_cell.reshape(-1)).float()  # (c*c*3,) the split's mean cell, removed from each
     items_of_video = [np.flatnonzero(split.video_of_item == v) for v in range(len(split.frames))]
     if cfg.questions_per_video > min(len(i) for i in items_of_video):
         raise ValueError(f"questions_per_video: {cfg.questions_per_video} is more than some video's questions")
@@ -387,17 +410,20 @@ def _train(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn, eval_every: int) 
                    "content": is_object + (~is_object) * cfg.caption_weight}[cfg.aux_tokens]  # (B, N) token weights
         aux = token_word_loss(word_logp, targets[vids], counted)
         offset = shared_offset_penalty(video_embeds[:, :n])  # how much of the projected tokens is one shared vector
+        cells = torch.from_numpy(frame_cells(split.frames[vids], grid)).float().reshape(len(idx), n, -1)  # (B, N, c*c*3)
+        relation = pixel_relation_loss(video_embeds[:, :n], cells - mean_cell)  # pair cosines against the pixels' ones
         # answer loss: teacher-forced correct option text + end of turn, on the compressed sequence
         conts = [prompts[i].option_ids[split.answers[i]] + [eos] for i in idx]
         logp = vlm.continuation_logprobs([prompts[i] for i in idx], video_embeds, keeps, conts)
         answer = -(logp / torch.tensor([len(c) for c in conts])).mean()
-        loss = answer + cfg.aux_weight * aux + cfg.offset_weight * offset
+        offset_weight = cfg.offset_weight if step >= cfg.offset_from_step else 0.0
+        loss = answer + cfg.aux_weight * aux + offset_weight * offset + cfg.pixel_relation_weight * relation
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         record = {"step": step, "loss": loss.item(), "answer_loss": answer.item(), "aux_loss": aux.item(),
-                  "offset_penalty": offset.item(), "lr": lr_at(step, cfg)}
+                  "offset_penalty": offset.item(), "pixel_relation": relation.item(), "lr": lr_at(step, cfg)}
         if eval_fn is not None and eval_every and (step + 1) % eval_every == 0:
             model.eval()
             record.update(eval_fn())

@@ -442,3 +442,13 @@ def token_labels(layout: dict, num_frames: int, spec: WorldSpec, kind: str = "ob
             if thing["cells"][f] >= 0:
                 labels[j, thing["cells"][f]] = k
     return labels
+
+
+def frame_cells(frames: np.ndarray, grid: int) -> np.ndarray:
+    """The pixels of each grid cell, i.e. of each video token, in token order (frame by frame, row by row):
+    frames (..., t, H, W, C) -> (..., t*grid*grid, H/grid, W/grid, C), a copy in the frames' dtype."""
+    *lead, t, height, width, channels = frames.shape
+    ch, cw = height // grid, width // grid
+    x = frames.reshape(*lead, t, grid, ch, grid, cw, channels)
+    x = np.moveaxis(x, -3, -4)  # (..., t, grid, grid, ch, cw, C)
+    return x.reshape(*lead, t * grid * grid, ch, cw, channels)

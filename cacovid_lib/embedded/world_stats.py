@@ -9,7 +9,7 @@ import numpy as np
 
 from cacovid_lib.data.schema import asked_objects, asked_token_mask, load_items
 from cacovid_lib.data.video_io import read_video, uniform_frame_indices
-from cacovid_lib.embedded.world import WorldSpec, token_labels
+from cacovid_lib.embedded.world import WorldSpec, frame_cells, token_labels
 from cacovid_lib.io_utils import KitInputError, read_json
 
 
@@ -31,9 +31,8 @@ def adjacent_cell_similarity(frames: np.ndarray, grid: int, tolerance: float = 8
     """Per pixel cell (= video token) and pair of adjacent sampled frames: (share of cells whose mean absolute pixel
     difference is under `tolerance`, i.e. that repeat; mean cosine similarity of the cells' mean-centred pixels).
     frames (t, H, W, 3) uint8."""
-    t, size = frames.shape[:2]
-    cell = size // grid
-    x = frames.astype(float).reshape(t, grid, cell, grid, cell, 3).transpose(0, 1, 3, 2, 4, 5).reshape(t, grid * grid, -1)
+    t = len(frames)
+    x = frame_cells(frames, grid).astype(float).reshape(t, grid * grid, -1)  # (t, cells, pixels)
     same = np.abs(x[1:] - x[:-1]).mean(-1) < tolerance  # (t-1, cells)
     c = x - x.mean(-1, keepdims=True)  # (t, cells, pixels) centred per cell: flat cells carry no direction
     norm = np.linalg.norm(c, axis=-1) + 1e-6

@@ -17,8 +17,10 @@ SECTIONS = [
     ("How the video tokens are spread", "metrics/token_geometry.json", "figures/token_geometry.png",
      "Mean cosine between two video tokens of one test video, by kind of pair (compare/token_geometry.py): two "
      "different objects, an object and a background or clutter token, two background or clutter tokens (and two at "
-     "different grid cells: a static cell seen again in another frame left out). Diversity "
-     "rules (DivPrune, the density-peak picks) rank tokens by this geometry."),
+     "different grid cells: a static cell seen again in another frame left out); each token's cosine with its nearest "
+     "non-object token (how far the objects stand out of the cone); and, prefixed pixels_, the same measures of the "
+     "cells' pixels (the split's mean cell removed). Diversity rules (DivPrune, the density-peak picks) rank tokens by "
+     "this geometry."),
     ("CaCoVID against random selection", "tables/policy.md", "figures/policy_retention.png",
      "The trained policy at every retention ratio (imp_ratio chosen on validation)."),
     ("The policy network's supervised upper bound", "tables/policy_upper_bound.md", "figures/policy_upper_bound.png",
