@@ -301,25 +301,6 @@ def test_shared_offset_penalty_measures_the_tokens_common_vector():
     assert tokens.grad.abs().sum() > 0
 
 
-def test_offset_penalty_counts_from_its_start_step_only(tiny_world):
-    from cacovid_lib.embedded.small_vlm import SmallVLMConfig, VLMTrainConfig, build_small_vlm, train_small_vlm
-    from cacovid_lib.embedded.split import load_split
-    from cacovid_lib.embedded.tokenizer import build_tokenizer
-    from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
-
-    tokenizer = build_tokenizer()
-    model = build_small_vlm(tokenizer, SmallVLMConfig(text_hidden=32, text_layers=1, vision_hidden=32, vision_layers=1))
-    history = train_small_vlm(LlavaOneVisionVideoLLM(model, tokenizer, 8), load_split(tiny_world, "train", 8),
-                              VLMTrainConfig(steps=3, batch_size=4, curriculum_steps=1, warmup_steps=1,
-                                             offset_weight=2.0, offset_from_step=2))
-    for row in history:
-        counted = 2.0 * row["offset_penalty"] if row["step"] >= 2 else 0.0
-        assert row["offset_penalty"] > 0
-        assert abs(row["loss"] - (row["answer_loss"] + row["aux_loss"] + counted)) < 1e-4
-    with pytest.raises(ValueError, match="offset_from_step: -1 must be 0 or more"):
-        VLMTrainConfig(offset_from_step=-1)
-
-
 def test_pixel_relation_loss_compares_pair_cosines_with_the_pixels():
     from cacovid_lib.embedded.small_vlm import pixel_relation_loss
 
@@ -333,7 +314,7 @@ def test_pixel_relation_loss_compares_pair_cosines_with_the_pixels():
     assert tokens.grad.abs().sum() > 0
 
 
-def test_pixel_relation_weight_counts_in_the_training_loss(tiny_world):
+def test_offset_penalty_counts_from_its_start_step_and_pixel_relations_with_their_weight(tiny_world):
     from cacovid_lib.embedded.small_vlm import SmallVLMConfig, VLMTrainConfig, build_small_vlm, train_small_vlm
     from cacovid_lib.embedded.split import load_split
     from cacovid_lib.embedded.tokenizer import build_tokenizer
@@ -342,8 +323,12 @@ def test_pixel_relation_weight_counts_in_the_training_loss(tiny_world):
     tokenizer = build_tokenizer()
     model = build_small_vlm(tokenizer, SmallVLMConfig(text_hidden=32, text_layers=1, vision_hidden=32, vision_layers=1))
     history = train_small_vlm(LlavaOneVisionVideoLLM(model, tokenizer, 8), load_split(tiny_world, "train", 8),
-                              VLMTrainConfig(steps=2, batch_size=4, curriculum_steps=1, warmup_steps=1,
-                                             pixel_relation_weight=3.0))
+                              VLMTrainConfig(steps=3, batch_size=4, curriculum_steps=1, warmup_steps=1,
+                                             offset_weight=2.0, offset_from_step=2, pixel_relation_weight=3.0))
     for row in history:
-        assert 0 < row["pixel_relation"] < 4
-        assert abs(row["loss"] - (row["answer_loss"] + row["aux_loss"] + 3.0 * row["pixel_relation"])) < 1e-4
+        offset = 2.0 * row["offset_penalty"] if row["step"] >= 2 else 0.0  # the penalty only from offset_from_step
+        assert row["offset_penalty"] > 0 and 0 < row["pixel_relation"] < 4
+        expected = row["answer_loss"] + row["aux_loss"] + offset + 3.0 * row["pixel_relation"]
+        assert abs(row["loss"] - expected) < 1e-4
+    with pytest.raises(ValueError, match="offset_from_step: -1 must be 0 or more"):
+        VLMTrainConfig(offset_from_step=-1)
