@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 # stage commands (`python -m cacovid_lib.pipeline.stage ...`) must find the venv's python
 export PATH := $(abspath $(BIN)):$(PATH)
 STAMP := $(VENV)/.installed
+# The CPU pins (cacovid_lib/cpu_pins.py) at params.yaml's runtime.threads: every command below runs under them, so
+# the pipeline, the tests and a notebook opened in JupyterLab take the same code path on any x86-64 AVX2 CPU.
+PINNED = env $(or $(shell $(BIN)/python -m cacovid_lib.cpu_pins --params params.yaml),$(error cannot read the CPU pins: see cacovid_lib/cpu_pins.py))
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,21 +23,21 @@ $(STAMP): pyproject.toml
 venv: $(STAMP) ## create/update the virtual environment
 
 repro: $(STAMP) ## regenerate every result (dvc repro on params.yaml)
-	$(BIN)/dvc repro
+	$(PINNED) $(BIN)/dvc repro
+
+verify: $(STAMP) ## after make repro: compare every DVC output with the committed dvc.lock, stage by stage
+	$(BIN)/python -m cacovid_lib.pipeline.verify
 
 spread: $(STAMP) ## extra stage: the video LLM trained at 2 more seeds (dvc repro extras/dvc.yaml:vlm_seed_spread, ~25 min)
-	$(BIN)/dvc repro extras/dvc.yaml:vlm_seed_spread
-
-pretrain-vision: $(STAMP) ## extra stage: the vision tower pretrained task-agnostic (extras/dvc.yaml:pretrain_vision, ~6 min)
-	$(BIN)/dvc repro extras/dvc.yaml:pretrain_vision
+	$(PINNED) $(BIN)/dvc repro extras/dvc.yaml:vlm_seed_spread
 
 test: $(STAMP) ## run the test suite (smoke profile of the real pipeline)
-	$(BIN)/python -m pytest -q
+	$(PINNED) $(BIN)/python -m pytest -q
 
 test-fast: $(STAMP) ## the tests not marked slow (the inner loop: under a minute)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PINNED) $(BIN)/python -m pytest -q -m "not slow"
 
 lab: $(STAMP) ## open the notebooks in JupyterLab (a notebook run there writes to scratch/, never to a DVC output)
-	$(BIN)/jupyter lab notebooks/
+	JUPYTER_CONFIG_PATH=$(CURDIR)/.jupyter $(PINNED) $(BIN)/jupyter lab notebooks/
 
-.PHONY: help venv repro spread pretrain-vision test test-fast lab
+.PHONY: help venv repro verify spread test test-fast lab

@@ -2,15 +2,6 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#       format_version: '1.3'
-#       jupytext_version: 1.19.6
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
 # ---
 
 # %% [markdown]
@@ -22,7 +13,9 @@
 # Run by hand (JupyterLab), it writes under `scratch/`; `dvc repro` passes the pipeline's paths.
 
 # %% tags=["parameters"]
-world = {"seed": 0, "num_frames": 8, "num_videos": {"train": 40, "val": 8, "test": 8}}
+# Each block is parsed into its dataclass (cacovid_lib/pipeline/params.py), whose defaults are the recipe; `dvc repro`
+# passes params.yaml's blocks instead. Run by hand: {} = the recipe; a "hand run" override keeps Run All quick.
+world = {"num_videos": {"train": 40, "val": 8, "test": 8}}  # hand run: 56 videos (the recipe: 2,725)
 world_dir = "scratch/data/world"            # written
 figures_dir = "scratch/reports/figures"     # written
 metrics_dir = "scratch/reports/metrics"     # written
@@ -37,7 +30,7 @@ from cacovid_lib.io_utils import save_figure
 from cacovid_lib.pipeline.metrics import write_metrics
 from cacovid_lib.pipeline.params import WorldParams, parse, to_dict
 from cacovid_lib.pipeline.paths import at_project_root
-from cacovid_lib.pipeline.world_samples import world_samples_figure
+from cacovid_lib.stages.world_samples import world_samples_figure
 
 at_project_root()  # paths are relative to the project root, also where JupyterLab starts the kernel (notebooks/)
 p = parse(WorldParams, world, "world")

@@ -2,10 +2,6 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
-#   kernelspec:
-#     display_name: Python 3
-#     language: python
-#     name: python3
 # ---
 
 # %% [markdown]
@@ -19,8 +15,10 @@
 # pipeline's paths.
 
 # %% tags=["parameters"]
-world = {"num_frames": 8}
-vlm = {"model": {}, "train": {"steps": 20, "batch_size": 8}}
+# Each block is parsed into its dataclass (cacovid_lib/pipeline/params.py), whose defaults are the recipe; `dvc repro`
+# passes params.yaml's blocks instead. Run by hand: {} = the recipe; a "hand run" override keeps Run All quick.
+world = {}
+vlm = {"train": {"steps": 20, "batch_size": 8}}  # hand run: 20 steps of 8 questions
 world_dir = "data/world"                    # read (scratch/data/world where the pipeline's is missing)
 model_dir = "scratch/models/small_vlm"      # written
 plots_dir = "scratch/reports/plots"         # written
@@ -31,7 +29,7 @@ from cacovid_lib.embedded.small_vlm import SmallVLMConfig, VLMTrainConfig
 from cacovid_lib.io_utils import save_csv, save_figure
 from cacovid_lib.pipeline.params import VLMParams, WorldParams, parse
 from cacovid_lib.pipeline.paths import at_project_root, input_path
-from cacovid_lib.pipeline.video_llm_training import train_video_llm, vlm_training_figure
+from cacovid_lib.stages.video_llm_training import train_video_llm, vlm_training_figure
 
 at_project_root()  # paths are relative to the project root, also where JupyterLab starts the kernel (notebooks/)
 num_frames = parse(WorldParams, world, "world").num_frames

@@ -2,11 +2,15 @@ import os
 from pathlib import Path
 
 import pytest
-import torch
+
+from cacovid_lib.cpu_pins import apply_pins
+
+apply_pins()  # before torch or numpy loads: the suite runs on the pipeline's code path (cacovid_lib/cpu_pins.py)
+
+import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("TQDM_DISABLE", "1")
-torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="session")
@@ -131,3 +135,74 @@ def video_r1(tmp_path_factory):
     items.append(dict(items[0], problem_id=9, data_type="image", path="./images/none.png"))
     (root / "train.json").write_text(json.dumps(items))
     return root / "train.json", root
+
+
+# ---- a planted policy task without an LLM (tests of the policy loop) --------------------------------------------
+PLANTED_GRID = (4, 4, 4)  # t, h, w of the planted videos
+PLANTED_DIM = 64
+PLANTED_KEYS = 2
+
+
+def planted_world(num_items, seed):
+    """Random video tokens; in PLANTED_KEYS of the 4 frames one 'key' token has a large first coordinate. The mark
+    is one coordinate of 64, not an outlier direction, so a random walk of the weights cannot find it."""
+    g = torch.Generator().manual_seed(seed)
+    t, h, w = PLANTED_GRID
+    video = torch.randn(num_items, t * h * w, PLANTED_DIM, generator=g)
+    keys = []
+    for i in range(num_items):
+        frames = torch.randperm(t, generator=g)[:PLANTED_KEYS]
+        k = frames * h * w + torch.randint(0, h * w, (PLANTED_KEYS,), generator=g)
+        video[i, k, 0] = 4.0
+        keys.append(k)
+    return video, torch.stack(keys)
+
+
+def inputs_for(video):
+    """The policy loop's inputs_fn for planted videos: prompts of video tokens only."""
+    from cacovid_lib.method.policy import PolicyInputs
+
+    def inputs_fn(idx):
+        v = video[torch.as_tensor(idx)]  # (B, N, D)
+        b, n, _ = v.shape
+        return PolicyInputs(v, torch.arange(n).expand(b, n), torch.ones(b, n, dtype=torch.long), torch.ones(b, n, dtype=torch.bool),
+                            v, PLANTED_GRID)
+    return inputs_fn
+
+
+def top_k_recovers_keys(policy, video, keys):
+    """The share of planted videos whose key tokens are all among the policy's per-frame top 2."""
+    import numpy as np
+
+    from cacovid_lib.method.policy import scores
+
+    t, h, w = PLANTED_GRID
+    inp = inputs_for(video)(np.arange(len(video)))
+    with torch.no_grad():
+        tok, _ = policy(inp.embeds, inp.positions, inp.attention_mask, inp.video_mask, PLANTED_GRID)
+    top = scores(tok).view(len(video), t, h * w).topk(2, dim=-1).indices + torch.arange(t)[:, None] * h * w  # (B, t, 2)
+    top = top.view(len(video), -1)
+    return float(np.mean([set(k.tolist()) <= set(tp.tolist()) for k, tp in zip(keys, top)]))
+
+
+def qwen2_llm():
+    """A one-layer random Qwen2 of the planted videos' width: the policy's source layer."""
+    from transformers import Qwen2Config, Qwen2Model
+
+    return Qwen2Model(Qwen2Config(hidden_size=PLANTED_DIM, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
+                                  num_key_value_heads=2, vocab_size=16)).eval()
+
+
+# ---- figures the stages save --------------------------------------------------------------------------------------
+def drawn_png(path, dpi: int = 110):
+    """A figure file's (width, height) in inches at save_figure's dpi, after checking that it decodes as a PNG whose
+    pixels are not one background colour (a blank or cut-off file fails)."""
+    import numpy as np
+    from matplotlib.image import imread
+
+    pixels = imread(path)  # (H, W, 3 or 4) floats
+    rgb = pixels[..., :3].reshape(-1, 3)
+    background = np.median(rgb, axis=0)
+    drawn = float(np.mean(np.abs(rgb - background).max(axis=1) > 0.1))
+    assert drawn > 0.005, f"{path}: {drawn:.2%} of the pixels drawn"
+    return pixels.shape[1] / dpi, pixels.shape[0] / dpi

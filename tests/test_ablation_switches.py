@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from test_policy_learning import inputs_for, planted_world, qwen2_llm
+from conftest import inputs_for, planted_world, qwen2_llm
 
 from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.method.policy import CompressionPolicy, action_logprobs, scores

@@ -1,5 +1,6 @@
 """The adapter: compressed forward == plain transformers forward with all tokens; dropped tokens leave no trace;
-kept tokens keep their position ids; the model folder round-trips through save/from_pretrained."""
+kept tokens keep their position ids; prompts hold no unknown token; the model folder round-trips through
+save/from_pretrained; the small video LLM's training pieces (captions, curriculum, phases, offset penalty)."""
 import numpy as np
 import pytest
 import torch
@@ -22,7 +23,7 @@ def test_all_ones_mask_matches_plain_transformers_forward(tiny_vlm, test_split):
     pixels, video = _video(tiny_vlm, test_split)
     prompt = tiny_vlm.prompt(item)
     n = tiny_vlm.num_video_tokens
-    assert video.shape[0] == n + 1 == 8 * 4 * 4 + 1
+    assert video.shape[0] == n + 1 == 8 * 6 * 6 + 1
     ours = tiny_vlm.forward_sequences([tiny_vlm.assemble(prompt, video, torch.ones(n, dtype=torch.bool))])
     video_id = tiny_vlm.model.config.video_token_id
     input_ids = torch.tensor([prompt.prefix_ids + [video_id] * (n + 1) + prompt.suffix_ids])
@@ -73,6 +74,16 @@ def test_policy_inputs_hold_every_video_token_where_the_video_mask_says(tiny_vlm
     torch.testing.assert_close(inputs.embeds[inputs.video_mask].view(2, n, -1), video[:, :n])
     p = len(tiny_vlm.prompt(items[0]).prefix_ids)
     assert torch.equal(inputs.positions[0, inputs.video_mask[0]], torch.arange(p, p + n))  # the LLM's own position ids
+
+
+def test_prompts_hold_no_unknown_token(tiny_vlm, test_split):
+    unk = tiny_vlm.tokenizer.unk_token_id
+    for item in test_split.items:
+        prompt = tiny_vlm.prompt(item)
+        ids = prompt.prefix_ids + prompt.suffix_ids + [i for option in prompt.option_ids for i in option]
+        assert unk not in ids
+    first = tiny_vlm.prompt(test_split.items[0])
+    assert tiny_vlm.tokenizer.convert_ids_to_tokens(first.prefix_ids) == ["<|im_start|>", "user"]  # the marker is one token
 
 
 @torch.no_grad()
@@ -183,14 +194,14 @@ def test_curriculum_from_the_asked_objects_to_every_token():
     assert quarter[asked].all() and not quarter[labels == -1].any() and 0.3 < quarter[(labels >= 0) & ~asked].mean() < 0.7
     three_quarters = curriculum_keep_masks(rng, labels, 0.75, asked).numpy()
     assert three_quarters[labels >= 0].all() and 0.3 < three_quarters[labels == -1].mean() < 0.7
-    objects_first = curriculum_keep_masks(rng, labels, 0.0).numpy()  # the default start: every object at once
+    objects_first = curriculum_keep_masks(rng, labels, 0.0).numpy()  # curriculum_start objects: every object at once
     assert (objects_first == (labels >= 0)).all()
     with pytest.raises(ValueError, match="curriculum_start: 'question' is not valid; valid: objects, asked"):
         VLMTrainConfig(curriculum_start="question")
 
 
 def test_token_word_loss_counts_every_token_only_the_object_tokens_or_weighted():
-    from cacovid_lib.embedded.small_vlm import VLMTrainConfig, token_word_loss
+    from cacovid_lib.embedded.small_vlm import token_word_loss
 
     word_logp = torch.log_softmax(torch.tensor([[[2.0, 0.0, 0.0], [0.0, 0.0, 3.0]]]), dim=-1)  # (B=1, N=2, V=3)
     targets = torch.tensor([[[0, 0], [1, 2]]])  # token 0: word 0 twice; token 1: words 1 and 2
@@ -199,11 +210,9 @@ def test_token_word_loss_counts_every_token_only_the_object_tokens_or_weighted()
     only_first = torch.tensor([[True, False]])  # e.g. token 0 shows an object, token 1 background
     assert torch.isclose(token_word_loss(word_logp, targets, only_first), -word_logp[0, 0, 0])
     assert token_word_loss(word_logp, targets, torch.zeros(1, 2, dtype=torch.bool)) == 0  # nothing counted: no loss
-    weighted = torch.tensor([[1.0, 0.5]])  # aux_tokens content: a background token at caption_weight 0.5
+    weighted = torch.tensor([[1.0, 0.5]])  # a background token at caption_weight 0.5
     mean = -(2 * word_logp[0, 0, 0] + 0.5 * (word_logp[0, 1, 1] + word_logp[0, 1, 2])) / (2 * 1.5)
     assert torch.isclose(token_word_loss(word_logp, targets, weighted), mean)
-    with pytest.raises(ValueError, match="aux_tokens: 'clutter' is not valid; valid: all, objects, content"):
-        VLMTrainConfig(aux_tokens="clutter")
 
 
 def test_training_threads_are_set_for_the_training_only(tiny_world):
@@ -222,65 +231,57 @@ def test_training_threads_are_set_for_the_training_only(tiny_world):
     assert seen == [1, 1] and torch.get_num_threads() == before
 
 
-def test_background_captions_read_tone_and_texture_from_the_pixels():
+def test_background_captions_name_tone_thirds_and_the_patterns_orientation():
     from cacovid_lib.embedded.small_vlm import background_captions
-    from cacovid_lib.embedded.tokenizer import BACKGROUND_TEXTURES, BACKGROUND_TONES
-
-    frames = np.full((1, 1, 32, 32, 3), 40, np.uint8)  # 2 x 2 cells of 16 pixels, dark and flat
-    frames[0, 0, :16, 16:] = (110, 40, 110)  # cell 1: light red and blue, flat
-    frames[0, 0, 16:, :16, 1] = 140  # cell 2: light green ...
-    frames[0, 0, 16:, :16:2] = 20  # ... striped: every second column darker
-    tone, texture = background_captions(frames, grid=2)
-    assert [BACKGROUND_TONES[i] for i in tone[0]] == ["charcoal", "plum", "forest", "charcoal"]
-    assert [BACKGROUND_TEXTURES[i] for i in texture[0]] == ["plain", "plain", "patterned", "plain"]
-
-
-def test_fine_background_captions_name_tone_thirds_and_the_patterns_orientation():
-    from cacovid_lib.embedded.small_vlm import background_captions
-    from cacovid_lib.embedded.tokenizer import FINE_TEXTURES, FINE_TONES, caption_words
+    from cacovid_lib.embedded.tokenizer import BACKGROUND_TEXTURES, BACKGROUND_TONES, CAPTION_WORDS, build_tokenizer
 
     yy, xx = np.mgrid[0:16, 0:16]
     patterns = {"vertical": (xx // 3) % 2, "horizontal": (yy // 3) % 2, "rising": ((xx + yy) // 3) % 2,
                 "falling": ((xx - yy) // 3) % 2, "speckled": (xx // 4 + yy // 4) % 2, "plain": np.zeros_like(xx)}
     frames = np.stack([np.repeat((40 + 80 * p).astype(np.uint8)[..., None], 3, -1) for p in patterns.values()])
     frames[-1, ..., 0] = 120  # the plain cell: light red, dark green and blue
-    _, texture = background_captions(frames[:, None], grid=1, detail="fine")  # six videos of one one-cell frame
-    assert [FINE_TEXTURES[i] for i in texture[:, 0]] == list(patterns)
-    tone, _ = background_captions(frames[-1:, None], grid=1, detail="fine")
-    assert FINE_TONES[tone[0, 0]] == "tone200"
-    assert set(FINE_TONES + FINE_TEXTURES) <= set(caption_words("fine")) and len(FINE_TONES) == 27
-    with pytest.raises(ValueError, match="caption_detail"):
-        caption_words("finest")
+    _, texture = background_captions(frames[:, None], grid=1)  # six videos of one one-cell frame
+    assert [BACKGROUND_TEXTURES[i] for i in texture[:, 0]] == list(patterns)
+    tone, _ = background_captions(frames[-1:, None], grid=1)
+    assert BACKGROUND_TONES[tone[0, 0]] == "tone200"
+    assert set(BACKGROUND_TONES + BACKGROUND_TEXTURES) <= set(CAPTION_WORDS) and len(BACKGROUND_TONES) == 27
+    assert set(CAPTION_WORDS) <= set(build_tokenizer().get_vocab())
 
 
 def test_content_captions_name_every_token_and_train(tiny_world):
     from cacovid_lib.embedded.small_vlm import (SmallVLMConfig, VLMTrainConfig, build_small_vlm, content_word_targets,
                                                 train_small_vlm)
     from cacovid_lib.embedded.split import load_split
-    from cacovid_lib.embedded.tokenizer import BACKGROUND_TONES, build_tokenizer, caption_words
+    from cacovid_lib.embedded.tokenizer import BACKGROUND_TEXTURES, BACKGROUND_TONES, build_tokenizer
 
     train = load_split(tiny_world, "train", 8)
-    tokenizer = build_tokenizer(None, caption_words())
-    assert tokenizer.convert_tokens_to_ids("background") == build_tokenizer().convert_tokens_to_ids("background")
+    tokenizer = build_tokenizer()
     targets = content_word_targets(train, tokenizer)  # (V, N, 2)
     vocab = {i: w for w, i in tokenizer.get_vocab().items()}
     words = np.vectorize(vocab.get)(targets.numpy())
     objects, clutter = train.object_labels.reshape(len(train.frames), -1), train.clutter_labels.reshape(len(train.frames), -1)
     first = train.layouts[0]
     assert (words[0][objects[0] == 0] == [first["objects"][0]["colour"], first["objects"][0]["shape"]]).all()
-    assert (words[0][clutter[0] == 1] == ["grey", first["clutter"][1]["shape"]]).all()  # the original world's clutter
+    assert (words[0][clutter[0] == 1] == [first["clutter"][1]["clutter_colour"], first["clutter"][1]["shape"]]).all()
     background = (objects < 0) & (clutter < 0)
     assert background.any() and set(words[..., 0][background]) <= set(BACKGROUND_TONES)
-    with pytest.raises(ValueError, match="a caption word is not in the tokenizer"):
-        content_word_targets(train, build_tokenizer())
-    fine = content_word_targets(train, build_tokenizer(None, caption_words("fine")), "fine")  # (V, N, 2)
-    assert fine.shape == targets.shape
-    with pytest.raises(ValueError, match="a caption word is not in the tokenizer"):
-        content_word_targets(train, tokenizer, "fine")
+    assert set(words[..., 1][background]) <= set(BACKGROUND_TEXTURES)
     model = build_small_vlm(tokenizer, SmallVLMConfig(text_hidden=32, text_layers=1, vision_hidden=32, vision_layers=1))
     history = train_small_vlm(LlavaOneVisionVideoLLM(model, tokenizer, 8), train,
-                              VLMTrainConfig(steps=2, batch_size=4, curriculum_steps=1, warmup_steps=1, aux_tokens="content"))
+                              VLMTrainConfig(steps=2, batch_size=4, curriculum_steps=1, warmup_steps=1))
     assert len(history) == 2 and np.isfinite(history[-1]["aux_loss"])
+
+
+def test_training_refuses_a_world_of_another_grid(tiny_world):
+    from cacovid_lib.embedded.small_vlm import SmallVLMConfig, VLMTrainConfig, build_small_vlm, train_small_vlm
+    from cacovid_lib.embedded.split import load_split
+    from cacovid_lib.embedded.tokenizer import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    small = SmallVLMConfig(image_size=64, text_hidden=32, text_layers=1, vision_hidden=32, vision_layers=1)  # 4 x 4 tokens
+    vlm = LlavaOneVisionVideoLLM(build_small_vlm(tokenizer, small), tokenizer, 8)
+    with pytest.raises(KitInputError, match="the split's labels are 8 frames of 36 cells, the video LLM makes 8 frames of 4x4"):
+        train_small_vlm(vlm, load_split(tiny_world, "val", 8), VLMTrainConfig(steps=1, batch_size=4))
 
 
 def test_shared_offset_penalty_measures_the_tokens_common_vector():
@@ -301,20 +302,7 @@ def test_shared_offset_penalty_measures_the_tokens_common_vector():
     assert tokens.grad.abs().sum() > 0
 
 
-def test_pixel_relation_loss_compares_pair_cosines_with_the_pixels():
-    from cacovid_lib.embedded.small_vlm import pixel_relation_loss
-
-    cells = torch.tensor([[[1.0, 0, 0], [0, 1.0, 0], [1.0, 1.0, 0]]])  # (1, 3, 3): cosines 0, 0.71, 0.71
-    assert float(pixel_relation_loss(cells * 4.0, cells)) < 1e-12  # the same relations at any scale: no loss
-    folded = torch.ones(1, 3, 2)  # every token the same: each pair's cosine 1
-    expected = 2 * ((1 - 0) ** 2 + 2 * (1 - 0.5 ** 0.5) ** 2) / 6
-    assert abs(float(pixel_relation_loss(folded, cells)) - expected) < 1e-6
-    tokens = folded.clone().requires_grad_(True)
-    pixel_relation_loss(tokens + torch.randn(1, 3, 2) * 0.1, cells).backward()
-    assert tokens.grad.abs().sum() > 0
-
-
-def test_offset_penalty_counts_from_its_start_step_and_pixel_relations_with_their_weight(tiny_world):
+def test_offset_penalty_counts_from_its_start_step(tiny_world):
     from cacovid_lib.embedded.small_vlm import SmallVLMConfig, VLMTrainConfig, build_small_vlm, train_small_vlm
     from cacovid_lib.embedded.split import load_split
     from cacovid_lib.embedded.tokenizer import build_tokenizer
@@ -324,11 +312,11 @@ def test_offset_penalty_counts_from_its_start_step_and_pixel_relations_with_thei
     model = build_small_vlm(tokenizer, SmallVLMConfig(text_hidden=32, text_layers=1, vision_hidden=32, vision_layers=1))
     history = train_small_vlm(LlavaOneVisionVideoLLM(model, tokenizer, 8), load_split(tiny_world, "train", 8),
                               VLMTrainConfig(steps=3, batch_size=4, curriculum_steps=1, warmup_steps=1,
-                                             offset_weight=2.0, offset_from_step=2, pixel_relation_weight=3.0))
+                                             offset_weight=2.0, offset_from_step=2))
     for row in history:
         offset = 2.0 * row["offset_penalty"] if row["step"] >= 2 else 0.0  # the penalty only from offset_from_step
-        assert row["offset_penalty"] > 0 and 0 < row["pixel_relation"] < 4
-        expected = row["answer_loss"] + row["aux_loss"] + offset + 3.0 * row["pixel_relation"]
+        assert row["offset_penalty"] > 0
+        expected = row["answer_loss"] + row["aux_loss"] + offset
         assert abs(row["loss"] - expected) < 1e-4
     with pytest.raises(ValueError, match="offset_from_step: -1 must be 0 or more"):
         VLMTrainConfig(offset_from_step=-1)

@@ -7,12 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cacovid_lib.compare import registry
+from cacovid_lib.compare import benchmark, registry
 from cacovid_lib.compare.benchmark import (Run, efficiency_table, main_markdown, main_table, retention_curve, split_context,
                                            summary_rows, sweep)
 from cacovid_lib.compare.cacovid import (choose_imp_ratio, imp_ratio_table, policy_folders, policy_keep_rule,
                                          retention_table)
 from cacovid_lib.compare.evaluation import correct
+from cacovid_lib.compare.intervals import bootstrap_interval
 from cacovid_lib.compare.keep import Selection, keep_all, keep_none, random_keep_rule
 from cacovid_lib.compare.registry import MethodSettings
 from cacovid_lib.io_utils import KitInputError
@@ -71,7 +72,10 @@ def test_main_table_averages_intervals_share_and_order():
     div = table.iloc[1]
     assert (div["a"], div["b"], div["average"]) == (1.0, 0.5, 0.75)
     assert div["share_of_upper_bound"] == pytest.approx(1.0)
-    assert (table["ci_low"] <= table["average"]).all() and (table["average"] <= table["ci_high"]).all()
+    # each interval is the paired bootstrap of that run's own outcomes, at the resamples and seed asked
+    for run in runs:
+        row = table[table["method"] == run.method].iloc[0]
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx(bootstrap_interval(run.outcomes, 0.95, 200, 0))
     assert list(retention_curve(table).columns) == ["DivPrune", "Random"]
     with pytest.raises(KitInputError, match="one 'All tokens' run"):
         main_table(split, runs[1:])
@@ -99,11 +103,24 @@ def test_the_main_markdown_names_each_methods_paper_and_year():
 
 
 @pytest.mark.slow
-def test_efficiency_table_times_every_method_for_one_video(tiny_vlm, test_split, embeds, policies):
+def test_efficiency_table_times_every_method_for_one_video(tiny_vlm, test_split, embeds, policies, monkeypatch):
+    timed, kept = [], []  # the repeats of each timing; the video tokens each timed prefill keeps
+    real_median_ms, real_prefill = benchmark.median_ms, benchmark.prefill
+    monkeypatch.setattr(benchmark, "median_ms", lambda fn, repeats: timed.append(repeats) or real_median_ms(fn, repeats))
+    monkeypatch.setattr(benchmark, "prefill", lambda vlm, prompt, video, sel: kept.append(int(sel.keeps[0].sum()))
+                        or real_prefill(vlm, prompt, video, sel))
     table = efficiency_table(split_context(tiny_vlm, test_split), embeds[test_split.video_of_item[:1]], 0.1,
                              MethodSettings(fastv_layer=0), policies["seed_0"], repeats=1)
-    assert list(table["method"]) == ["All tokens"] + [m.name for m in registry.compressing_methods()]
-    assert (table["prefill_ms"] > 0).all() and (table["selection_ms"].iloc[1:] > 0).all()
+    methods = [m.name for m in registry.compressing_methods()]
+    assert list(table["method"]) == ["All tokens"] + methods  # one row per method, at the one ratio asked
+    assert timed == [1] * (1 + 2 * len(methods))  # the all-token prefill, then each method's selection and prefill
+    # the first prefills keep every token; the methods' prefills run on their own selections, which prune (FastV's
+    # input keeps every token: it prunes inside the LLM)
+    assert kept[0] == tiny_vlm.num_video_tokens and min(kept) < tiny_vlm.num_video_tokens
+    assert table.loc[0, "selection_ms"] == 0.0 and table.notna().all().all() and (table["peak_memory_mb"] >= 0).all()
+    assert table["total_ms"].tolist() == pytest.approx((table["selection_ms"] + table["prefill_ms"]).tolist(), abs=2e-3)
+    share = table["selection_ms"] / table.loc[0, "prefill_ms"]
+    assert table["selection_share_of_full_prefill"].tolist() == pytest.approx(share.tolist(), rel=1e-2, abs=2e-3)
 
 
 def test_imp_ratio_is_chosen_on_the_mean_over_ratios_and_the_first_of_equals():
@@ -118,7 +135,12 @@ def test_retention_and_imp_ratio_tables_average_over_policy_seeds(tiny_vlm, test
     table, full = retention_table(tiny_vlm, policies, test_split, embeds, [0.25], 0.5, seed=0)
     row = table.loc[0.25]
     assert row["cacovid"] == pytest.approx((row["cacovid_seed_0"] + row["cacovid_seed_1"]) / 2)
-    assert row["cacovid_ci_low"] <= row["cacovid"] <= row["cacovid_ci_high"] and full["ci_low"] <= full["accuracy"]
+    # the intervals are the bootstrap of the per-question outcomes: CaCoVID's of the share of seeds that got it right
+    outcomes = [correct(tiny_vlm, test_split, policy_keep_rule(tiny_vlm, p, test_split.items, 0.25, 0.5),
+                        video_embeds=embeds) for p in policies.values()]
+    assert (row["cacovid_ci_low"], row["cacovid_ci_high"]) == pytest.approx(bootstrap_interval(np.mean(outcomes, 0)))
+    everything = correct(tiny_vlm, test_split, keep_all, video_embeds=embeds)
+    assert (full["ci_low"], full["ci_high"]) == pytest.approx(bootstrap_interval(everything))
     single, _ = retention_table(tiny_vlm, {"policy": policies["seed_0"]}, test_split, embeds, [0.25], 0.5, seed=0)
     assert "cacovid_sd" not in single and single.loc[0.25, "cacovid"] == row["cacovid_seed_0"]
     val = imp_ratio_table(tiny_vlm, {"policy": policies["seed_0"]}, test_split, embeds, [0.25], [0.5])

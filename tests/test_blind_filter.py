@@ -12,7 +12,7 @@ from cacovid_lib.data.schema import OPTION_LETTERS
 from cacovid_lib.data.video_r1 import load_video_r1, policy_question, read_media
 from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.models.loader import chat_template, load_video_llm
-from cacovid_lib.pipeline import blind_filter as bf
+from cacovid_lib.cli import blind_filter as bf
 
 NUM_FRAMES = 4
 

@@ -1,5 +1,6 @@
 """The efficiency profile (cacovid_lib/compare/profile.py, scripts/gpu_profile.py) runs its real code on CPU at tiny
-sizes: every row is there, timed rows have positive times, skipped rows say why, and the CLI writes CSV and Markdown."""
+sizes: every row is there, timed rows are timed the asked number of times, skipped rows say why, and the CLI writes
+CSV and Markdown."""
 import importlib.util
 import subprocess
 import sys
@@ -9,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cacovid_lib.compare import registry
+from cacovid_lib.compare import efficiency, registry
 from cacovid_lib.compare.efficiency import median_ms_and_peak_mb
 from cacovid_lib.compare.profile import TABLE_COLUMNS, redundant_video_embeds
 from conftest import ROOT
@@ -29,7 +30,7 @@ def cli_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_cli_writes_every_row_with_positive_times(cli_run):
+def test_cli_writes_every_row_timed_or_skipped(cli_run):
     run, out = cli_run
     table = pd.read_csv(out / "profile.csv", keep_default_na=False, na_values=[""])
     assert list(table.columns) == TABLE_COLUMNS
@@ -42,9 +43,19 @@ def test_cli_writes_every_row_with_positive_times(cli_run):
         selection = rows[rows["measurement"] == "selection"]
         expected = {(m.name, r) for m in registry.compressing_methods() for r in RATIOS}
         assert sorted(zip(selection["method"], selection["retention"])) == sorted(expected)
+        # a timed row is a median of --repeats runs (tiny rows are far below the slow-row cap), with a time and a
+        # peak memory (on CPU the resident-set growth, never negative); its share is over the all-token prefill
         timed = rows[rows["repeats"] > 0]
-        assert (timed["median_ms"] > 0).all() and (timed["peak_memory_mb"] >= 0).all()
+        assert (timed["repeats"] == 2).all(), timed[["method", "repeats"]]
+        assert timed["median_ms"].notna().all() and (timed["peak_memory_mb"] >= 0).all()
+        full_ms = float(prefill.loc[prefill["method"] == "All tokens", "median_ms"].iloc[0])
+        # share * all-token ms = the row's ms, up to the CSV's rounding (ms to 2 decimals, the share to 4)
+        share = timed["share_of_all_token_prefill"]
+        assert ((share * full_ms - timed["median_ms"]).abs() <= 1.01 * (0.005 * (1 + share) + 5e-5 * full_ms)).all()
+        assert prefill["analytic_tflops"].notna().all() and rows.loc[rows["measurement"] != "prefill",
+                                                                      "analytic_tflops"].isna().all()
         untimed = rows[rows["repeats"] == 0]
+        assert untimed["median_ms"].isna().all() and untimed["peak_memory_mb"].isna().all()
         assert untimed["note"].str.startswith("skipped: ").all(), untimed[["method", "note"]]  # no 'error:' rows
     # what can run without pixels is timed on both backends; what needs them says so
     by = table.set_index(["model", "method", "retention"])
@@ -94,6 +105,14 @@ def test_random_video_tokens_are_as_redundant_in_time_as_asked(similarity):
 
 
 def test_median_and_peak_come_from_the_same_timed_runs():
-    calls = []
-    ms, peak = median_ms_and_peak_mb(lambda: calls.append(torch.ones(256, 256).sum()), "cpu", repeats=3, warmup=1)
-    assert len(calls) == 4 and ms > 0 and peak >= 0
+    calls, seconds = [], iter([0.002, 0.005, 0.003])  # the three timed calls' clock readings: 2, 5 and 3 ms
+
+    def fake_timed_s(fn, device=None):
+        return fn(), next(seconds)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(efficiency, "timed_s", fake_timed_s)
+        ms, peak = median_ms_and_peak_mb(lambda: calls.append(torch.ones(256, 256).sum()), "cpu", repeats=3, warmup=1)
+    assert len(calls) == 4  # one warm-up and three timed calls, inside the one peak measurement
+    assert ms == pytest.approx(3.0)  # the median of the timed calls only
+    assert peak >= 0

@@ -57,7 +57,7 @@ def test_mean_kept_tokens_per_rollout():
 
 
 def test_the_loop_logs_health_every_step_and_it_is_zero_change_at_iteration_0():
-    from test_policy_learning import inputs_for, planted_world, qwen2_llm
+    from conftest import inputs_for, planted_world, qwen2_llm
 
     torch.manual_seed(0)
     video, keys = planted_world(4, seed=0)
@@ -85,7 +85,7 @@ def test_policy_training_figure_draws_rewards_and_health_from_a_small_history():
     matplotlib.use("Agg")
     import pandas as pd
 
-    from cacovid_lib.pipeline.policy_training import policy_training_figure
+    from cacovid_lib.stages.policy_training import policy_training_figure
 
     steps = np.arange(30)
     history = pd.DataFrame({"step": steps, "reward_token": steps / 30, "reward_frame": 0.5, "reward_content": np.nan,

@@ -6,9 +6,8 @@ import sys
 import pytest
 import torch
 import yaml
-from conftest import ROOT
+from conftest import ROOT, inputs_for, planted_world, qwen2_llm
 from safetensors.torch import load_file
-from test_policy_learning import inputs_for, planted_world, qwen2_llm
 
 from cacovid_lib.method.policy import CompressionPolicy, load_policy
 from cacovid_lib.method.train_loop import PolicyTrainConfig, load_trainer_state, save_training_checkpoint, train_policy
@@ -61,7 +60,7 @@ def test_two_processes_under_accelerate_launch_hold_identical_weights(tmp_path, 
         "steps": 4, "items_per_step": 1, "num_generations": 8, "num_iter_for_item": 2, "lr": 0.01, "seed": 0}}}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "cacovid_lib.pipeline.launch_policy_training",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "cacovid_lib.cli.launch_policy_training",
            "--model", str(tmp_path / "vlm"), "--world", str(tiny_world), "--out", str(tmp_path / "policy"),
            "--params", str(tmp_path / "params.yaml"), "--save-replicas", str(tmp_path / "replicas")]
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300,

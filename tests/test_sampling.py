@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cacovid_lib.method.sampling import (
-    density_peak_scores, grouped_rank_band_sample, mode_counts, sample_rollouts, tokens_per_frame
+    grouped_rank_band_sample, mode_counts, release_density_peaks, sample_rollouts, tokens_per_frame
 )
 from cacovid_lib.method.selection import clip_max_probability
 
@@ -65,7 +65,7 @@ def test_every_rollout_spends_the_same_budget_k_per_frame(t, side, gens, rate, s
 def test_density_peaks_pick_one_token_per_cluster_not_an_outlier():
     g = torch.Generator().manual_seed(0)
     x = torch.cat([torch.randn(10, 4, generator=g) * 0.05, torch.tensor([[5.0, 5, 5, 5]]), torch.randn(6, 4, generator=g) * 0.05 + 2])
-    top = sorted(density_peak_scores(x, g).topk(2).indices.tolist())
+    top = sorted(release_density_peaks(x, g).topk(2).indices.tolist())
     assert top[0] < 10 and top[1] >= 11  # one peak in each cluster; the lone outlier (index 10) has no density
 
 

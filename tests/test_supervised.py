@@ -1,9 +1,10 @@
-"""The supervised upper bound (method/supervised.py, pipeline/policy_upper_bound.py): its loss is a balanced BCE,
+"""The supervised upper bound (method/supervised.py, stages/policy_upper_bound.py): its loss is a balanced BCE,
 its training finds planted key tokens, and on a tiny world its targets and table are the ground truth's."""
 import numpy as np
 import pytest
 import torch
-from test_policy_learning import GRID, inputs_for, planted_world, qwen2_llm, top_k_recovers_keys
+from conftest import PLANTED_GRID as GRID
+from conftest import inputs_for, planted_world, qwen2_llm, top_k_recovers_keys
 
 from cacovid_lib.method.policy import CompressionPolicy
 from cacovid_lib.method.supervised import balanced_bce, frame_targets, supervised_loss, train_supervised_policy
@@ -45,7 +46,7 @@ def test_supervised_policy_finds_planted_keys_that_the_untrained_one_misses():
 
 def test_world_targets_are_the_ground_truth_and_an_unknown_target_is_refused(test_split):
     from cacovid_lib.data.schema import asked_objects
-    from cacovid_lib.pipeline.policy_upper_bound import world_targets
+    from cacovid_lib.stages.policy_upper_bound import world_targets
 
     labels = test_split.object_labels[test_split.video_of_item].reshape(len(test_split), -1)
     asked, objects = world_targets(test_split, "asked"), world_targets(test_split, "objects")
@@ -58,7 +59,7 @@ def test_world_targets_are_the_ground_truth_and_an_unknown_target_is_refused(tes
 
 
 def test_selection_table_scores_every_policy_and_ratio_with_coverage(tiny_vlm, test_split, embeds):
-    from cacovid_lib.pipeline.policy_upper_bound import selection_table
+    from cacovid_lib.stages.policy_upper_bound import selection_table
 
     policy = CompressionPolicy.from_llm(tiny_vlm.language_model, seed=0).eval()
     table = selection_table(tiny_vlm, {"a": policy}, test_split, embeds, [0.25, 0.1], imp_ratio=1.0)

@@ -10,10 +10,9 @@ from cacovid_lib.embedded.world_stats import (
 def test_question_token_share_counts_the_asked_objects_cells():
     spec = WorldSpec(num_rendered_frames=8)  # 8 sampled of 8 rendered: frame j is rendered frame j
     layout = {"objects": [{"cells": [0] * 8}, {"cells": [1, 1, -1, -1, -1, -1, -1, -1]}], "clutter": []}
-    items = [{"path": "v", "target_object": 0}, {"path": "v", "target_object": 1},
-             {"path": "v", "target_object": None, "target_objects": [0, 1]}, {"path": "v", "target_object": None, "target_objects": []}]
-    shares = question_token_shares(items, {"v": layout}, 8, spec)
-    assert np.allclose(shares, [8 / 128, 2 / 128, 10 / 128, 0])
+    items = [{"path": "v", "target_object": 0}, {"path": "v", "target_object": 1}]
+    shares = question_token_shares(items, {"v": layout}, 8, spec)  # of 8 frames x 6 x 6 tokens
+    assert np.allclose(shares, [8 / 288, 2 / 288])
     assert visible_frames(layout["objects"][1]["cells"], 8, spec) == 2
 
 
@@ -27,11 +26,12 @@ def test_adjacent_similarity_separates_still_and_changing_cells():
     assert repeat == 0.0 and abs(cosine) < 0.2
 
 
-def test_world_stats_of_the_original_world(tmp_path):
+def test_world_stats_of_a_rendered_world(tmp_path):
     build_world(tmp_path, seed=0, num_videos={"test": 5}, workers=1)
-    stats = world_stats(tmp_path, num_frames=8, pixel_videos=2)
-    assert stats["video_tokens"] == 128 and stats["questions"] == 20 and stats["objects_per_video"] == 4
-    assert 0 < stats["question_token_share_median"] <= 8 / 128  # one cell in at most all 8 frames, of 128 tokens
+    stats = world_stats(tmp_path, "test", num_frames=8, pixel_videos=2)
+    assert stats["video_tokens"] == 288 and stats["questions"] == 20 and stats["objects_per_video"] == 6
+    assert stats["clutter_per_video"] == 6 and stats["distinct_things_per_video"] >= 6 + 6 + 4  # 4..8 background regions
+    assert 0 < stats["question_token_share_median"] <= 8 / 288  # one cell in at most all 8 frames, of 288 tokens
     assert stats["asked_objects_never_sampled"] == 0.0
     assert all(isinstance(v, (int, float, str)) for v in stats.values())  # flat, JSON-ready
 

@@ -44,7 +44,9 @@ def token_contributions(vlm: VideoLLM, item: dict, answer: int, video_embeds: to
     with p the softmax over the options' text log-likelihoods (the quantity the answer is read from).
     All N one-token-dropped masks are scored in one batched forward. video_embeds (N+1, D) -> (N,)."""
     n = video_embeds.shape[0] - 1
-    masks = torch.cat([torch.ones(1, n, dtype=torch.bool), ~torch.eye(n, dtype=torch.bool)])  # (1+N, N)
+    device = video_embeds.device
+    masks = torch.cat([torch.ones(1, n, dtype=torch.bool, device=device),
+                       ~torch.eye(n, dtype=torch.bool, device=device)])  # (1+N, N)
     logp = torch.log_softmax(vlm.score_options(item, video_embeds, masks.to(vlm.device)).float(), dim=-1)[:, answer]  # (1+N,)
     return (logp[0] - logp[1:]).cpu()
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from cacovid_lib.compare.keep import Selection
 from cacovid_lib.io_utils import KitInputError
+from cacovid_lib.method.selection import density_peak_scores
 from cacovid_lib.models.base import VideoLLM
 
 
@@ -74,11 +75,11 @@ def uniform_rule(vlm: VideoLLM, retention: float):
         n = t * h * w
         k = token_budget(n, retention)
         per_frame = [k // t + (j < k % t) for j in range(t)]
-        keeps = torch.zeros(n, dtype=torch.bool)
+        keeps = torch.zeros(n, dtype=torch.bool, device=video_embeds.device)
         for j, c in enumerate(per_frame):
             if c:
                 stride = h * w / c
-                cols = (torch.arange(c) * stride + (j * stride / t) % stride).long()  # (c,) evenly spaced, shifted
+                cols = (torch.arange(c, device=keeps.device) * stride + (j * stride / t) % stride).long()  # (c,) evenly spaced, shifted
                 keeps[j * h * w + cols] = True
         return Selection(keeps[None].expand(len(idx), -1).clone())
 
@@ -93,7 +94,7 @@ def last_token_attention(vlm: VideoLLM, items: list[dict], video_embeds: torch.T
     The prompts are left-padded, so the last column is every row's last prompt token."""
     prompts = [vlm.prompt(item) for item in items]
     n = video_embeds.shape[1] - 1
-    seqs = [vlm.assemble(p, v, torch.ones(n, dtype=torch.bool)) for p, v in zip(prompts, video_embeds)]
+    seqs = [vlm.assemble(p, v, torch.ones(n, dtype=torch.bool, device=v.device)) for p, v in zip(prompts, video_embeds)]
     embeds, positions, mask, pads = vlm.left_padded(seqs)  # (B, L, D), the LM's position ids, (B, L), B ints
     lm = vlm.language_model
     with eager_attention(vlm.model):
@@ -161,10 +162,10 @@ def visionzip_select(attention: torch.Tensor, video_embeds: torch.Tensor, k: int
         rest = torch.nonzero(~keeps[row], as_tuple=True)[0]  # (R,) candidates for contextual tokens
         if n_context == 0 or rest.numel() == 0:
             continue
-        targets = rest[torch.linspace(0, rest.numel() - 1, n_context).round().long()]  # (C,)
+        targets = rest[torch.linspace(0, rest.numel() - 1, n_context, device=rest.device).round().long()]  # (C,)
         x = F.normalize(video_embeds[row, rest].float(), dim=-1)  # (R, D)
         assign = (x @ F.normalize(video_embeds[row, targets].float(), dim=-1).T).argmax(1)  # (R,) nearest target
-        assign[torch.searchsorted(rest, targets)] = torch.arange(n_context)  # each target in its own group
+        assign[torch.searchsorted(rest, targets)] = torch.arange(n_context, device=assign.device)  # each target in its own group
         for c, target in enumerate(targets):
             merged[row, target] = video_embeds[row, rest[assign == c]].mean(0)
         keeps[row, targets] = True
@@ -236,7 +237,7 @@ def temporal_merge_select(video_tokens: torch.Tensor, grid, importance: torch.Te
     x = F.normalize(video_tokens.float(), dim=-1).view(t, hw, -1)
     sim = (x[1:] * x[:-1]).sum(-1).flatten()  # ((t-1)*hw,) token j+hw vs token j
     order = sim.argsort(descending=True)
-    parent = torch.arange(n)  # each token's chain head (earliest token of its chain)
+    parent = torch.arange(n, device="cpu")  # each token's chain head (earliest token of its chain); a Python loop: CPU
     alive = n
     for pair in order.tolist():
         if sim[pair] < threshold or alive <= k:
@@ -247,8 +248,8 @@ def temporal_merge_select(video_tokens: torch.Tensor, grid, importance: torch.Te
     for j in range(n):  # resolve chains (a token's head may itself have been merged earlier in time)
         parent[j] = parent[parent[j]]
     heads = torch.unique(parent)
-    chain_importance = torch.zeros(n).index_add_(0, parent, importance.float().cpu())  # (N,) summed at the heads
-    keep = torch.zeros(n, dtype=torch.bool)
+    chain_importance = torch.zeros(n, device="cpu").index_add_(0, parent, importance.float().cpu())  # (N,) summed at the heads
+    keep = torch.zeros(n, dtype=torch.bool, device="cpu")
     keep[heads[chain_importance[heads].topk(k).indices]] = True
     merged = torch.zeros_like(video_tokens).index_add_(0, parent.to(video_tokens.device), video_tokens)
     counts = torch.bincount(parent, minlength=n).clamp(min=1).to(video_tokens.device)
@@ -317,7 +318,7 @@ def merge_into_heads(video_tokens: torch.Tensor, head_of: torch.Tensor) -> tuple
     n = video_tokens.shape[0]
     used = head_of >= 0
     heads = head_of[used]
-    keep = torch.zeros(n, dtype=torch.bool)
+    keep = torch.zeros(n, dtype=torch.bool, device="cpu")  # the keep-masks of the merging rules live on the CPU
     keep[heads.cpu()] = True
     sums = torch.zeros(n, video_tokens.shape[1], device=video_tokens.device).index_add_(
         0, heads.to(video_tokens.device), video_tokens[used.to(video_tokens.device)].float())  # (N, D)
@@ -350,14 +351,8 @@ def density_peaks(tokens: torch.Tensor, k: int, neighbours: int = 5) -> torch.Te
     """DPC-kNN (density-peaks clustering with k-nearest-neighbour density, as FastVID and HoliTom use it): the k
     tokens with the highest density x distance-to-a-denser-token, under cosine distance. (M, D) -> (k,) indices."""
     m = tokens.shape[0]
-    dist = 1 - cosine_matrix(tokens)  # (M, M)
-    nn = min(neighbours, m - 1)
-    if nn == 0:
+    if min(neighbours, m - 1) == 0:  # no other token to measure a density from
         return torch.arange(min(k, m), device=tokens.device)
-    near = dist.topk(nn + 1, dim=1, largest=False).values[:, 1:]  # (M, nn): the nearest others (self excluded)
-    density = torch.exp(-(near ** 2).mean(1))  # (M,)
-    rank = density.argsort().argsort()  # ties broken by index, so exactly one token is the densest
-    denser = rank[None, :] > rank[:, None]  # (M, M): token j denser than token i
-    delta = dist.masked_fill(~denser, float("inf")).min(1).values  # (M,) distance to the nearest denser token
-    delta[~denser.any(1)] = dist.max()  # the densest token: its largest distance, as DPC does
-    return (density * delta).topk(k).indices
+    dist = 1 - cosine_matrix(tokens)  # (M, M)
+    # the nearest others (self excluded); ties broken by index, so exactly one token is the densest
+    return density_peak_scores(dist, neighbours, include_self=False, ties="index").topk(k).indices

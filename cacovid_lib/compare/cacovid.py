@@ -73,7 +73,7 @@ def selection_cost(vlm: VideoLLM, policy: CompressionPolicy, item: dict, video_e
     forward over the prompt with every video token. video_embeds (N+1, D)."""
     rule = policy_keep_rule(vlm, policy, [item], retention, imp_ratio)
     prompt = vlm.prompt(item)
-    full = vlm.assemble(prompt, video_embeds, torch.ones(video_embeds.shape[0] - 1, dtype=torch.bool))
+    full = vlm.assemble(prompt, video_embeds, torch.ones(video_embeds.shape[0] - 1, dtype=torch.bool, device=video_embeds.device))
     select_ms = median_ms(lambda: rule(np.array([0]), video_embeds[None]), repeats)
     forward_ms = median_ms(lambda: vlm.forward_sequences([full]), repeats)
     return {"selection_ms": round(select_ms, 3), "llm_forward_all_tokens_ms": round(forward_ms, 3),

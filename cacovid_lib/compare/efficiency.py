@@ -13,19 +13,36 @@ import torch
 from cacovid_lib.compare.keep import Selection
 
 
-def median_ms(fn, repeats: int = 20, warmup: int = 2) -> float:
-    """Median wall time of `fn()` in milliseconds, after `warmup` untimed calls (CUDA work is waited for)."""
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+def synchronize(device=None) -> None:
+    """Wait for queued CUDA work before reading the clock: on `device` (a torch device or name) where one is given
+    (nothing to wait for on a CPU), else on every GPU (torch.cuda.synchronize() alone waits for the current one
+    only, and a model may be spread over several). Nothing is waited for before CUDA was first used."""
+    if device is not None and torch.device(device).type != "cuda":
+        return
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return
+    if device is not None:
+        torch.cuda.synchronize(device)
+        return
+    for index in range(torch.cuda.device_count()):
+        torch.cuda.synchronize(index)
+
+
+def timed_s(fn, device=None) -> tuple[object, float]:
+    """(fn(), its wall time in seconds), CUDA work queued before and by it waited for (synchronize(device))."""
+    synchronize(device)
+    start = time.perf_counter()
+    out = fn()
+    synchronize(device)
+    return out, time.perf_counter() - start
+
+
+def median_ms(fn, repeats: int = 20, warmup: int = 2, device=None) -> float:
+    """Median wall time of `fn()` in milliseconds over `repeats` timed calls (timed_s: CUDA work waited for, on
+    `device` or on every GPU), after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000)
+    return float(np.median([timed_s(fn, device)[1] for _ in range(repeats)]) * 1000)
 
 
 def _rss_mb() -> float:
@@ -47,12 +64,12 @@ def peak_memory_mb(fn, device) -> float:
     on CPU the process's peak resident set (Linux VmHWM, reset through /proc/self/clear_refs), which also counts
     allocator caching, so small differences between methods are noise."""
     if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated()
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
         fn()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - before) / 2**20
+        synchronize(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
     try:
         Path("/proc/self/clear_refs").write_text("5")  # resets the peak RSS to the current RSS
     except OSError:
@@ -67,7 +84,7 @@ def median_ms_and_peak_mb(fn, device, repeats: int = 20, warmup: int = 2) -> tup
     """(median_ms, peak_memory_mb) of `fn()` from the same runs: the timed loop (warm-up included, CUDA
     synchronised) runs inside the peak-memory measurement, so a row costs no extra call."""
     timed = {}
-    peak = peak_memory_mb(lambda: timed.setdefault("ms", median_ms(fn, repeats, warmup)), device)
+    peak = peak_memory_mb(lambda: timed.setdefault("ms", median_ms(fn, repeats, warmup, device)), device)
     return timed["ms"], peak
 
 
@@ -85,21 +102,28 @@ def prefill(vlm, prompt, video_embeds: torch.Tensor, sel: Selection) -> torch.Te
     hidden, _ = vlm.hidden_states([vlm.assemble(prompt, video, keep)])  # (1, L, D)
     return vlm.model.lm_head(hidden[:, -1])
 
-@dataclass
-class DecoderShape:
-    """The sizes the prefill FLOPs depend on."""
+@dataclass(frozen=True)
+class LLMShape:
+    """The language model's sizes: what the prefill FLOPs (and a random-weight model's build) depend on."""
 
     layers: int
     hidden: int  # d
     intermediate: int  # m, the SwiGLU width
-    kv_dim: int  # width of the key (= value) projection (grouped-query attention)
+    heads: int
+    kv_heads: int  # grouped-query attention
+    vocab: int = 0  # 0: the tokenizer's own vocabulary size
+
+    @property
+    def kv_dim(self) -> int:
+        """Width of the key (= value) projection."""
+        return self.hidden // self.heads * self.kv_heads
 
 
-# Qwen2-7B, the language model of LLaVA-OneVision-7B (its config.json)
-QWEN2_7B = DecoderShape(layers=28, hidden=3584, intermediate=18944, kv_dim=512)
+# Qwen2-7B (its config.json): the language model of LLaVA-OneVision-7B and, with multimodal rotary ids, of Qwen2.5-VL-7B
+QWEN2_7B = LLMShape(layers=28, hidden=3584, intermediate=18944, heads=28, kv_heads=4, vocab=152064)
 
 
-def prefill_flops(shape: DecoderShape, seq_len: int, layers: int | None = None) -> float:
+def prefill_flops(shape: LLMShape, seq_len: int, layers: int | None = None) -> float:
     """FLOPs of a prefill over `seq_len` tokens, FastV's per-layer count (4nd² + 2n²d + 2ndm) adapted to
     grouped-query attention and SwiGLU: projections 2n·d·(2d + 2·kv_dim), attention scores and weighted
     values 4n²d, MLP 6n·d·m (three matrices). The LM head and embeddings are left out."""
@@ -108,7 +132,7 @@ def prefill_flops(shape: DecoderShape, seq_len: int, layers: int | None = None) 
     return per_layer * (shape.layers if layers is None else layers)
 
 
-def flops_table(shape: DecoderShape, video_tokens: int, text_tokens: int, ratios: list[float], policy_layers: int = 1):
+def flops_table(shape: LLMShape, video_tokens: int, text_tokens: int, ratios: list[float], policy_layers: int = 1):
     """Prefill FLOPs with all video tokens and at each retention ratio, and the ideal speed-up; CaCoVID adds its
     policy (one decoder layer over the full prompt) to the compressed prefill. -> one row per ratio."""
     full = prefill_flops(shape, video_tokens + text_tokens)

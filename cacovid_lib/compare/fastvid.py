@@ -52,16 +52,18 @@ def fastvid_heads(video_tokens: torch.Tensor, grid, saliency: torch.Tensor, k: i
     hw = h * w
     frames = video_tokens.view(t, hw, -1)
     segments = segment_video(frames.float().mean(1), max(1, round(segment_share * t)), threshold)
-    sizes = torch.tensor([(b - a) * hw for a, b in segments])
-    head_of = torch.full((t * hw,), -1, dtype=torch.long)
+    # the grouping is Python-side bookkeeping (loops, small index sets): its index tensors live on the CPU, and
+    # video_tokens (any device) is only indexed with them
+    sizes = torch.tensor([(b - a) * hw for a, b in segments], device="cpu")
+    head_of = torch.full((t * hw,), -1, dtype=torch.long, device="cpu")
     saliency = saliency.float().cpu().view(t, hw)
     for (a, b), k_seg in zip(segments, split_budget(k, sizes, sizes).tolist()):
         k_salient = round(salient_share * k_seg)
-        per_frame = split_budget(k_salient, torch.ones(b - a), torch.full((b - a,), hw))
+        per_frame = split_budget(k_salient, torch.ones(b - a, device="cpu"), torch.full((b - a,), hw, device="cpu"))
         chosen = [f * hw + saliency[f].topk(c).indices for f, c in zip(range(a, b), per_frame.tolist())]  # ATS
         salient = torch.cat(chosen)
         head_of[salient] = salient
-        span = torch.arange(a * hw, b * hw)
+        span = torch.arange(a * hw, b * hw, device="cpu")  # indexes head_of (CPU)
         rest = span[head_of[span] < 0]  # (R,) the segment's tokens not kept by ATS
         k_anchor = k_seg - k_salient
         if k_anchor == 0:

@@ -38,10 +38,10 @@ def _scaled(x: torch.Tensor) -> torch.Tensor:
 def adts_select(frame_tokens: torch.Tensor, saliency: torch.Tensor, relevance: torch.Tensor, k: int) -> torch.Tensor:
     """ADTS in one frame: the calibrated max-min diversity selection. (M, D), (M,), (M,) -> (M,) bool with k True."""
     m = frame_tokens.shape[0]
-    keep = torch.zeros(m, dtype=torch.bool)
+    keep = torch.zeros(m, dtype=torch.bool, device="cpu")  # the greedy loop's bookkeeping, on the CPU
     if k == 0:
         return keep
-    weight = (_scaled(saliency.float()) * _scaled(relevance.float())).cpu()  # (M,)
+    weight = _scaled(saliency.float().cpu()) * _scaled(relevance.float().cpu())  # (M,) either may come on the GPU
     dist = (1 - cosine_matrix(frame_tokens)).clamp(min=0).cpu()  # (M, M)
     first = int(weight.argmax())
     keep[first] = True
@@ -61,7 +61,7 @@ def tstm_heads(video_tokens: torch.Tensor, grid, eligible: torch.Tensor, salienc
     hw = h * w
     n = t * hw
     eligible = eligible.cpu()
-    parent = torch.arange(n)
+    parent = torch.arange(n, device="cpu")  # the trees are built in a Python loop: their bookkeeping lives on the CPU
     links = []  # (similarity, child, parent) candidates
     for f in range(1, t):
         now = torch.nonzero(eligible[f * hw:(f + 1) * hw]).flatten() + f * hw
@@ -80,11 +80,11 @@ def tstm_heads(video_tokens: torch.Tensor, grid, eligible: torch.Tensor, salienc
         span = slice(f * hw, (f + 1) * hw)
         parent[span] = parent[parent[span]]
     roots = parent[eligible]
-    weight = torch.zeros(n).index_add_(0, roots, saliency.float().cpu()[eligible])  # (N,) summed at the roots
+    weight = torch.zeros(n, device="cpu").index_add_(0, roots, saliency.float().cpu()[eligible])  # (N,) at the roots
     candidates = torch.unique(roots)
     kept_roots = candidates[weight[candidates].topk(num_trees).indices]
-    head_of = torch.full((n,), -1, dtype=torch.long)
-    kept = torch.zeros(n, dtype=torch.bool)
+    head_of = torch.full((n,), -1, dtype=torch.long, device="cpu")  # as parent: CPU bookkeeping
+    kept = torch.zeros(n, dtype=torch.bool, device="cpu")
     kept[kept_roots] = True
     head_of[eligible] = torch.where(kept[roots], roots, -1)
     return head_of
@@ -96,7 +96,7 @@ def flashvid_heads(video_tokens: torch.Tensor, grid, saliency: torch.Tensor, k: 
     t, h, w = grid
     hw = h * w
     k_selected = round(selected_share * k)
-    per_frame = split_budget(k_selected, torch.ones(t), torch.full((t,), hw))
+    per_frame = split_budget(k_selected, torch.ones(t, device="cpu"), torch.full((t,), hw, device="cpu"))  # CPU counts
     relevance = ((1 + cosine_matrix(video_tokens, video_tokens.float().mean(0, keepdim=True))[:, 0]) / 2).cpu()  # (N,)
     frames = video_tokens.view(t, hw, -1)
     selected = torch.cat([adts_select(frames[f], saliency[f * hw:(f + 1) * hw], relevance[f * hw:(f + 1) * hw], c)

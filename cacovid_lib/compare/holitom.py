@@ -48,7 +48,7 @@ def best_segments(similar: torch.Tensor) -> list[tuple[int, int]]:
     start = [0] * (t + 1)
     saving = {}
     for a in range(t):
-        run = torch.ones(similar.shape[1], dtype=torch.bool)
+        run = torch.ones(similar.shape[1], dtype=torch.bool, device=similar.device)
         for b in range(a + 1, t + 1):
             if b - a >= 2:
                 run &= similar[b - 2]  # transition (b-2) -> (b-1) is inside the segment
@@ -74,14 +74,14 @@ def temporal_heads(video_tokens: torch.Tensor, grid, k: int, threshold: float = 
             continue
         low = sim[a:b - 1].min(0).values  # (hw,) the run's weakest transition
         runs += [(float(low[p]), a, b, p) for p in torch.nonzero(low >= threshold).flatten().tolist()]
-    heads = torch.arange(t * hw)
+    heads = torch.arange(t * hw, device="cpu")  # Python-side bookkeeping over the runs (sim is on the CPU too)
     left = t * hw - sum(b - a - 1 for _, a, b, _ in runs)
     runs.sort(reverse=True)  # undo the weakest runs first while too few tokens are left
     while left < k:
         _, a, b, _ = runs.pop()
         left += b - a - 1
     for _, a, b, p in runs:
-        heads[torch.arange(a, b) * hw + p] = a * hw + p
+        heads[torch.arange(a, b, device="cpu") * hw + p] = a * hw + p
     return heads
 
 
@@ -91,16 +91,18 @@ def holitom_heads(video_tokens: torch.Tensor, grid, saliency: torch.Tensor, k: i
     heads = temporal_heads(video_tokens, grid, k, threshold)  # (N,)
     units, size = torch.unique(heads, return_counts=True)
     redundant, single = units[size > 1], units[size == 1]
-    k_red, k_single = split_budget(k, torch.tensor([len(redundant), len(single)]),
-                                   torch.tensor([len(redundant), len(single)])).tolist()
-    final = torch.full((n,), -1, dtype=torch.long)
+    counts = torch.tensor([len(redundant), len(single)], device="cpu")  # split_budget counts on the CPU
+    k_red, k_single = split_budget(k, counts, counts).tolist()
+    # the grouping is CPU bookkeeping (heads, units come from temporal_heads on the CPU); video_tokens is only indexed
+    final = torch.full((n,), -1, dtype=torch.long, device="cpu")
     if k_red:  # redundant runs: DPC-kNN over the runs' means, each run merging into its cluster's centre
-        means = torch.zeros(n, video_tokens.shape[1]).index_add_(0, heads, video_tokens.float().cpu())[redundant]
+        means = torch.zeros(n, video_tokens.shape[1], device="cpu").index_add_(
+            0, heads, video_tokens.float().cpu())[redundant]
         means = means / size[size > 1][:, None]  # (R, D)
         centres = density_peaks(means, k_red).cpu()
         nearest = cosine_matrix(means, means[centres]).argmax(1)  # (R,)
-        nearest[centres] = torch.arange(k_red)  # a centre stays its own cluster
-        centre_of_run = torch.full((n,), -1, dtype=torch.long)
+        nearest[centres] = torch.arange(k_red, device=nearest.device)  # a centre stays its own cluster
+        centre_of_run = torch.full((n,), -1, dtype=torch.long, device="cpu")
         centre_of_run[redundant] = redundant[centres][nearest]
         in_run = size[torch.searchsorted(units, heads)] > 1  # (N,) token belongs to a redundant run
         final[in_run] = centre_of_run[heads[in_run]]

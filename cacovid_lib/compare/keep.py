@@ -30,12 +30,12 @@ KeepRule = Callable[[np.ndarray, torch.Tensor], Selection]
 
 def keep_all(idx, video_embeds) -> Selection:
     """Every video token (the upper bound)."""
-    return Selection(torch.ones(video_embeds.shape[0], video_embeds.shape[1] - 1, dtype=torch.bool))  # (B, N)
+    return Selection(torch.ones(video_embeds.shape[0], video_embeds.shape[1] - 1, dtype=torch.bool, device=video_embeds.device))  # (B, N)
 
 
 def keep_none(idx, video_embeds) -> Selection:
     """No video token (the blind model)."""
-    return Selection(torch.zeros(video_embeds.shape[0], video_embeds.shape[1] - 1, dtype=torch.bool))  # (B, N)
+    return Selection(torch.zeros(video_embeds.shape[0], video_embeds.shape[1] - 1, dtype=torch.bool, device=video_embeds.device))  # (B, N)
 
 
 def random_keep_rule(ratio: float, seed: int = 0) -> KeepRule:
@@ -45,7 +45,7 @@ def random_keep_rule(ratio: float, seed: int = 0) -> KeepRule:
     def rule(idx, video_embeds) -> Selection:
         n = video_embeds.shape[1] - 1
         k = int(ratio * n)
-        keeps = torch.zeros(len(idx), n, dtype=torch.bool)  # (B, N)
+        keeps = torch.zeros(len(idx), n, dtype=torch.bool, device=video_embeds.device)  # (B, N)
         for row, i in enumerate(idx):
             chosen = np.random.default_rng([seed, int(i)]).choice(n, k, replace=False)
             keeps[row, torch.from_numpy(chosen)] = True
@@ -60,6 +60,6 @@ def fixed_keep_rule(keeps: np.ndarray) -> KeepRule:
     masks = torch.from_numpy(np.asarray(keeps, bool))
 
     def rule(idx, video_embeds) -> Selection:
-        return Selection(masks[torch.as_tensor(idx)].clone())
+        return Selection(masks[torch.as_tensor(idx, device=masks.device)].to(video_embeds.device, copy=True))
 
     return rule

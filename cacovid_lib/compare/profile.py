@@ -30,26 +30,11 @@ import torch
 
 from cacovid_lib.compare import registry
 from cacovid_lib.compare.baselines import token_budget
-from cacovid_lib.compare.efficiency import DecoderShape, median_ms_and_peak_mb, prefill, prefill_flops
+from cacovid_lib.compare.efficiency import QWEN2_7B, LLMShape, median_ms_and_peak_mb, prefill, prefill_flops, timed_s
 from cacovid_lib.compare.keep import Selection
 from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.method.policy import CompressionPolicy
 from cacovid_lib.models.base import VideoLLM
-
-
-@dataclass(frozen=True)
-class LLMShape:
-    """The language model's sizes (what the cost depends on)."""
-
-    layers: int
-    hidden: int
-    intermediate: int  # SwiGLU width
-    heads: int
-    kv_heads: int
-    vocab: int  # 0: the tokenizer's own vocabulary size
-
-    def decoder_shape(self) -> DecoderShape:
-        return DecoderShape(self.layers, self.hidden, self.intermediate, kv_dim=self.hidden // self.heads * self.kv_heads)
 
 
 @dataclass(frozen=True)
@@ -61,13 +46,11 @@ class ModelSpec:
     shape: LLMShape
 
 
-# Qwen2-7B (config.json): the language model of LLaVA-OneVision-7B and, with multimodal rotary ids, of Qwen2.5-VL-7B
-QWEN2_7B_SHAPE = LLMShape(layers=28, hidden=3584, intermediate=18944, heads=28, kv_heads=4, vocab=152064)
 TINY_SHAPE = LLMShape(layers=2, hidden=64, intermediate=128, heads=4, kv_heads=2, vocab=0)
 
 MODELS: dict[str, list[ModelSpec]] = {
-    "llava_onevision_7b": [ModelSpec("LLaVA-OneVision-7B", "llava_onevision", QWEN2_7B_SHAPE)],
-    "qwen2_5_vl_7b": [ModelSpec("Qwen2.5-VL-7B", "qwen2_5_vl", QWEN2_7B_SHAPE)],
+    "llava_onevision_7b": [ModelSpec("LLaVA-OneVision-7B", "llava_onevision", QWEN2_7B)],
+    "qwen2_5_vl_7b": [ModelSpec("Qwen2.5-VL-7B", "qwen2_5_vl", QWEN2_7B)],
     "tiny": [ModelSpec("tiny LLaVA-OneVision", "llava_onevision", TINY_SHAPE),
              ModelSpec("tiny Qwen2.5-VL", "qwen2_5_vl", TINY_SHAPE)],
 }
@@ -171,10 +154,10 @@ def redundant_video_embeds(grid: tuple[int, int, int], dim: int, frame_similarit
         raise KitInputError(f"frame_similarity: {frame_similarity} is outside [0, 1)")
     t, h, w = grid
     sigma = math.sqrt(1 / frame_similarity - 1) if frame_similarity > 0 else 0.0
-    scene = torch.randn(1, h * w, dim, generator=generator)  # (1, hw, D) what each position shows
-    noise = torch.randn(t, h * w, dim, generator=generator)  # (t, hw, D) what changes from frame to frame
+    scene = torch.randn(1, h * w, dim, generator=generator, device=generator.device)  # (1, hw, D) what each position shows
+    noise = torch.randn(t, h * w, dim, generator=generator, device=generator.device)  # (t, hw, D) what changes from frame to frame
     video = scene + sigma * noise if frame_similarity > 0 else noise  # (t, hw, D)
-    end = torch.randn(1, dim, generator=generator) * math.sqrt(1 + sigma**2)  # (1, D)
+    end = torch.randn(1, dim, generator=generator, device=generator.device) * math.sqrt(1 + sigma**2)  # (1, D)
     return torch.cat([video.reshape(t * h * w, dim), end]) * scale / math.sqrt(1 + sigma**2)
 
 
@@ -196,9 +179,7 @@ def padded_item(vlm: VideoLLM, text_tokens: int) -> dict:
 def _timed_row(fn, device, repeats: int) -> dict:
     """Median time and peak memory of fn() over `repeats` runs after warm-up; a slow call (a Python loop at real
     size) is timed fewer times, so that a row takes about MAX_ROW_SECONDS at most after its first call."""
-    start = time.perf_counter()
-    fn()  # the warm-up (kernels, caches, the allocator); it also tells how slow a call is
-    first_s = time.perf_counter() - start
+    _, first_s = timed_s(fn, device)  # the warm-up (kernels, caches, the allocator); it also tells how slow a call is
     n = repeats if first_s * repeats <= MAX_ROW_SECONDS else max(1, int(MAX_ROW_SECONDS / first_s))
     ms, peak = median_ms_and_peak_mb(fn, device, repeats=n, warmup=1 if first_s < 1 else 0)
     return {"median_ms": ms, "peak_memory_mb": peak, "repeats": n}
@@ -262,11 +243,11 @@ def profile_model(spec: ModelSpec, frames: int, tokens_per_frame: int, text_toke
                 row["note"] = _error_note(err, device)
         rows.append(row)
 
-    add("prefill", "All tokens", 1.0, n, lambda: prefill(vlm, prompt, video, Selection(torch.ones(1, n, dtype=torch.bool))),
+    add("prefill", "All tokens", 1.0, n, lambda: prefill(vlm, prompt, video, Selection(torch.ones(1, n, dtype=torch.bool, device=device))),
         note=f"{dtype} weights {weights_mb:,.1f} MiB (peaks are over them), built in {build_s:.1f} s")
     for r in ratios:
         k = token_budget(n, r)
-        keep = Selection(torch.arange(n)[None] < k)  # (1, N): the count is what costs, not which tokens
+        keep = Selection(torch.arange(n, device=device)[None] < k)  # (1, N): the count is what costs, not which tokens
         add("prefill", "kept tokens", r, k, lambda keep=keep: prefill(vlm, prompt, video, keep))
     for method in registry.compressing_methods():
         for r in ratios:
@@ -325,8 +306,7 @@ def profile(models: list[str], frames: int = 32, tokens_per_frame: int = 196, te
 def prefill_tflops(shape: LLMShape, full_len: int, kept_len: int, pruned_after: int | None = None) -> float:
     """Analytic TFLOPs of a prefill (efficiency.prefill_flops) over kept_len tokens; with `pruned_after` (FastV),
     layers 0..pruned_after run over all full_len tokens and the rest over the kept ones."""
-    decoder = shape.decoder_shape()
     if pruned_after is None:
-        return prefill_flops(decoder, kept_len) / 1e12
+        return prefill_flops(shape, kept_len) / 1e12
     early = pruned_after + 1
-    return (prefill_flops(decoder, full_len, layers=early) + prefill_flops(decoder, kept_len, layers=shape.layers - early)) / 1e12
+    return (prefill_flops(shape, full_len, layers=early) + prefill_flops(shape, kept_len, layers=shape.layers - early)) / 1e12

@@ -1,6 +1,6 @@
 """The one method registry: every token-selection method of the harness, by one display name and one key.
 
-The benchmark notebook, the GPU evaluation CLI (pipeline/benchmark_eval.py), the efficiency tables and the
+The benchmark notebook, the GPU evaluation CLI (cli/benchmark_eval.py), the efficiency tables and the
 scripts all build their keep rules here, so a method has the same name, paper and settings everywhere:
 
     rule = registry.build("FastV (input)", ctx, retention=0.1, settings=settings)   # or by key: "fastv_input"
@@ -31,21 +31,51 @@ from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
 
 @dataclass
 class MethodSettings:
-    """The methods' own settings (their papers' defaults, adapted to the model's depth where said)."""
+    """The methods' own settings (their papers' defaults, adapted to the model's depth where said): params.yaml's
+    `methods` block, read by the benchmark and the audit, and the GPU evaluation's `evaluation` block."""
 
-    fastv_layer: int = 1  # FastV prunes after this LLM layer (K = layer + 1); also the temporal merge's attention layer
-    temporal_merge_threshold: float = 0.9  # cosine similarity above which a token merges into the previous frame's
-    visionzip_dominant_share: float = 54 / 64  # VisionZip: share of the kept tokens that are dominant
-    imp_ratio: float = 0.5  # CaCoVID: share of each frame's budget given to the policy's top-k (chosen on validation)
-    seed: int = 0  # Random
-    fastvid_segment_share: float = 0.25  # FastVID: at least c = share x frames segments (the paper's c = 8 of 32 frames)
-    fastvid_threshold: float = 0.9  # FastVID: adjacent frames less similar than this are cut apart (paper: 0.9)
-    fastvid_salient_share: float = 0.4  # FastVID: share of a segment's budget kept by saliency (paper's d = 0.4)
-    fastvid_anchor_interval: int = 4  # FastVID: density-peak anchors come from every p-th frame (paper's p = 4)
-    flashvid_selected_share: float = 0.7  # FlashVID: share of the budget ADTS keeps, the rest are merged trees
-    flashvid_threshold: float = 0.8  # FlashVID: similarity at least this links a token to the previous frame's
-    holitom_threshold: float = 0.8  # HoliTom: similarity at least this makes a token temporally redundant
-    vidcom2_temperature: float = 0.01  # VidCom²: softmax temperature of the frames' uniqueness
+    fastv_layer: int = 1
+    """FastV prunes after this LLM layer (K = layer + 1; FastV's K = 2 of 28-32 layers is ~7% of depth); also the
+    temporal merge's attention layer"""
+    temporal_merge_threshold: float = 0.9
+    """cosine similarity above which a token merges into the same position of the previous frame"""
+    visionzip_dominant_share: float = 54 / 64
+    """VisionZip: share of the kept tokens that are dominant (its default 54 of 64)"""
+    imp_ratio: float = field(default=0.5, metadata={"set_by": "CaCoVID's imp_ratio is chosen on validation (stage evaluate_policy)"})
+    """CaCoVID: share of each frame's budget given to the policy's top-k (chosen on validation)"""
+    seed: int = field(default=0, metadata={"set_by": "Random's seed is the stage's own (benchmark.seed)"})
+    """Random: seeds its masks"""
+    fastvid_segment_share: float = 0.25
+    """FastVID: at least c = share x frames segments (the paper's c = 8 of 32 frames)"""
+    fastvid_threshold: float = 0.9
+    """FastVID: adjacent frames less similar than this are cut apart (the paper's 0.9)"""
+    fastvid_salient_share: float = 0.4
+    """FastVID: share of a segment's budget kept by saliency (the paper's d = 0.4)"""
+    fastvid_anchor_interval: int = 4
+    """FastVID: density-peak anchors come from every p-th frame (the paper's p = 4)"""
+    flashvid_selected_share: float = 0.7
+    """FlashVID: share of the budget its per-frame selection (ADTS) keeps; the rest are merged trees (the kit's setting)"""
+    flashvid_threshold: float = 0.8
+    """FlashVID: a token links to the previous frame's most similar token at this cosine or more (the kit's setting)"""
+    holitom_threshold: float = 0.8
+    """HoliTom: a token this similar to the previous frame's is temporally redundant (the kit's setting)"""
+    vidcom2_temperature: float = 0.01
+    """VidCom²: softmax temperature of the frames' uniqueness"""
+
+    def __post_init__(self):
+        # field -> (low, high, low open): each setting's range; a wrong one is one line naming it
+        ranges = {"fastv_layer": (0, None, False), "temporal_merge_threshold": (-1, 1, False),
+                  "visionzip_dominant_share": (0, 1, False), "imp_ratio": (0, 1, True), "seed": (0, None, False),
+                  "fastvid_segment_share": (0, 1, True), "fastvid_threshold": (-1, 1, False),
+                  "fastvid_salient_share": (0, 1, False), "fastvid_anchor_interval": (1, None, False),
+                  "flashvid_selected_share": (0, 1, False), "flashvid_threshold": (-1, 1, False),
+                  "holitom_threshold": (-1, 1, False), "vidcom2_temperature": (0, None, True)}
+        for name, (low, high, low_open) in ranges.items():
+            value = getattr(self, name)
+            if value < low or (low_open and value == low) or (high is not None and value > high):
+                allowed = f"{'more than' if low_open else 'at least'} {low}" if high is None else \
+                    f"in {'(' if low_open else '['}{low}, {high}]"
+                raise KitInputError(f"{name}: {value!r} must be {allowed}")
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""How the video LLM's projected video tokens are spread (issue 21): the mean cosine between two tokens of different
+"""How the video LLM's projected video tokens are spread: the mean cosine between two tokens of different
 objects, between an object token and a non-object token (background or clutter), and between two non-object tokens.
 Diversity rules (DivPrune's max-min cosine, the density-peak picks) rank tokens by exactly this geometry: where the
 non-object tokens sit in one narrow cone and the objects apart from it, diversity alone finds the objects. A
@@ -23,14 +23,14 @@ def pair_cosines(tokens: torch.Tensor, labels: np.ndarray, cells_per_frame: int 
     across frames, and any encoder gives it the same token there)."""
     unit = torch.nn.functional.normalize(tokens.float(), dim=-1)
     cos = unit @ unit.T  # (N, N)
-    lab = torch.as_tensor(labels)
+    lab = torch.as_tensor(labels, device=cos.device)
     obj = lab >= 0  # (N,)
     upper = torch.ones_like(cos, dtype=torch.bool).triu(1)  # each unordered pair once, no self-pairs
     kinds = {"object_pair": obj[:, None] & obj[None, :] & (lab[:, None] != lab[None, :]),
              "object_vs_non_object": obj[:, None] ^ obj[None, :],
              "non_object_pair": ~obj[:, None] & ~obj[None, :]}
     if cells_per_frame:
-        cell = torch.arange(len(lab)) % cells_per_frame  # (N,) grid cell of each token
+        cell = torch.arange(len(lab), device=lab.device) % cells_per_frame  # (N,) grid cell of each token
         kinds["non_object_pair_other_cell"] = kinds["non_object_pair"] & (cell[:, None] != cell[None, :])
     return {kind: cos[upper & mask] for kind, mask in kinds.items()}
 
@@ -44,12 +44,12 @@ def nearest_cosines(tokens: torch.Tensor, labels: np.ndarray, cells_per_frame: i
     is picked early."""
     unit = torch.nn.functional.normalize(tokens.float(), dim=-1)
     cos = unit @ unit.T  # (N, N)
-    lab = torch.as_tensor(labels)
+    lab = torch.as_tensor(labels, device=cos.device)
     obj = lab >= 0  # (N,)
     to_non_object = cos.masked_fill(obj[None, :], float("-inf"))  # (N, N) only non-object columns
     other = torch.ones_like(cos, dtype=torch.bool).fill_diagonal_(False)  # (N, N) a token is not its own neighbour
     if cells_per_frame:
-        cell = torch.arange(len(lab)) % cells_per_frame  # (N,) grid cell of each token
+        cell = torch.arange(len(lab), device=lab.device) % cells_per_frame  # (N,) grid cell of each token
         other &= (cell[:, None] != cell[None, :]) | obj[:, None]  # an object token may neighbour its cell's background
     nearest = to_non_object.masked_fill(~other, float("-inf")).amax(dim=1)  # (N,)
     found = torch.isfinite(nearest)
@@ -70,7 +70,7 @@ def token_geometry(tokens: torch.Tensor, labels: np.ndarray, cells_per_frame: in
             if len(values):
                 per_kind[kind].append(float(values.mean()))
         norm = video.float().norm(dim=-1)  # (N,)
-        obj = torch.as_tensor(lab) >= 0
+        obj = torch.as_tensor(lab, device=norm.device) >= 0
         if obj.any():
             norms["object"].append(float(norm[obj].mean()))
         if (~obj).any():
@@ -87,7 +87,7 @@ def cosine_samples(tokens: torch.Tensor, labels: np.ndarray, per_video: int = 20
     rows = []
     for video, lab in zip(tokens, labels):
         for kind, values in pair_cosines(video, lab).items():
-            values = values.numpy()
+            values = values.cpu().numpy()
             pick = rng.choice(len(values), size=min(per_video, len(values)), replace=False) if len(values) else []
             rows.append(pd.DataFrame({"kind": kind, "cosine": values[pick]}))
     return pd.concat(rows, ignore_index=True)

@@ -32,7 +32,7 @@ def frame_budgets(video_tokens: torch.Tensor, grid, k: int, temperature: float =
     uniqueness = -(x @ video_mean).mean(1)  # (t,) minus the mean similarity to the whole video
     sigma = torch.softmax((uniqueness - uniqueness.max()) / temperature, dim=0)  # (t,)
     shares = (1 + sigma - 1 / t) / t  # (t,) sums to 1
-    return split_budget(k, shares, torch.full((t,), h * w))
+    return split_budget(k, shares, torch.full((t,), h * w, device="cpu"))  # split_budget counts on the CPU
 
 
 def token_uniqueness(video_tokens: torch.Tensor, grid) -> torch.Tensor:
@@ -49,7 +49,7 @@ def vidcom2_select(video_tokens: torch.Tensor, grid, k: int, temperature: float 
     t, h, w = grid
     counts = frame_budgets(video_tokens, grid, k, temperature)  # (t,)
     score = token_uniqueness(video_tokens, grid).view(t, h * w).cpu()  # (t, hw)
-    keep = torch.zeros(t, h * w, dtype=torch.bool)
+    keep = torch.zeros(t, h * w, dtype=torch.bool, device="cpu")  # filled in a Python loop from the CPU scores
     for frame, c in enumerate(counts.tolist()):
         keep[frame, score[frame].topk(c).indices] = True
     return keep.flatten()

@@ -11,8 +11,9 @@ BENCHMARKS), `category` (what lmms-eval breaks the score down by: VideoMME durat
 LongVideoBench duration group, MVBench task), `prompt` (lmms-eval's full question text for LLaVA-OneVision,
 i.e. its `default` prompt kwargs) and `meta` (the annotation record as read).
 
-The lmms-eval files followed are those stored for EvolvingLMMs-Lab/lmms-eval (the commit of each is named
-in the docstring that uses it). Where stored versions disagree, the choice is said there.
+The lmms-eval files followed are those stored for EvolvingLMMs-Lab/lmms-eval; which file at which commit each
+loader follows is tabled in docs/gpu.md, "Provenance of the benchmark loaders". Where stored versions disagree,
+the choice is said in the docstring that makes it.
 """
 from __future__ import annotations
 
@@ -135,13 +136,12 @@ VIDEOMME_POST_PROMPT = "\nAnswer with the option's letter from the given choices
 
 
 def videomme_prompt(question: str, options: Sequence[str]) -> str:
-    """lmms-eval's `videomme_doc_to_text` (lmms_eval/tasks/videomme/utils.py, commit 06965734): option prompt,
-    question, the published "A. ..." options one a line, then the post prompt of `videomme.yaml`'s `default`
-    kwargs. The stored lmms-eval copy of videomme.yaml (commit 0c1350d) is an odd variant (dataset
-    Video-MME_from_url, old `model_specific_prompt_kwargs`); the post prompt here is the `default` one of
-    the lmms-eval videomme.yaml found identically in several stored lmms-eval forks (HarrisonWu42/lmms-eval
-    380a767, willisguo14/lmms-eval a8bc9b5, ZhaoCinyu/lmms-eval fe9752d). Its leading newline is kept, so
-    the prompt has an empty line before it, as in lmms-eval."""
+    """lmms-eval's `videomme_doc_to_text` (lmms_eval/tasks/videomme/utils.py): option prompt, question, the
+    published "A. ..." options one a line, then the post prompt of `videomme.yaml`'s `default` kwargs. The
+    stored lmms-eval copy of videomme.yaml is an odd variant (dataset Video-MME_from_url, old
+    `model_specific_prompt_kwargs`); the post prompt here is the `default` one of the lmms-eval videomme.yaml
+    found identically in several lmms-eval forks (docs/gpu.md, "Provenance of the benchmark loaders"). Its
+    leading newline is kept, so the prompt has an empty line before it, as in lmms-eval."""
     return VIDEOMME_OPTION_PROMPT + "\n" + question + "\n" + "\n".join(options) + "\n" + VIDEOMME_POST_PROMPT
 
 
@@ -150,7 +150,7 @@ def load_videomme(annotation_file, video_root, check_videos: bool = False) -> li
     the same records as a JSON list): fields `videoID`, `duration` (short/medium/long, the category),
     `question`, `options` (["A. ...", ...]), `answer` (a letter), and `question_id`, `task_type`, `domain`,
     `sub_category` kept in `meta`. Videos are `<video_root>/<videoID>.mp4` (or .MP4/.mkv), as in lmms-eval's
-    `videomme_doc_to_visual` (lmms_eval/tasks/videomme/utils.py, commit 06965734), video_root being its
+    `videomme_doc_to_visual` (lmms_eval/tasks/videomme/utils.py), video_root being its
     `videomme/data` folder."""
     path, root = Path(annotation_file), _root(video_root)
     items = []
@@ -174,8 +174,8 @@ _EMBEDDED_OPTION = re.compile(r"^\(?([A-Z])[).]\s*(.*)$")  # "(A) text", also "A
 
 
 def mlvu_prompt(question_with_options: str) -> str:
-    """lmms-eval's `mlvu_doc_to_text` (lmms_eval/tasks/mlvu/utils.py, commit 801baf6, the version with
-    mlvu_dev/mlvu_test): the question field, which holds the options, then "Only give the best option." and
+    """lmms-eval's `mlvu_doc_to_text` (lmms_eval/tasks/mlvu/utils.py, the version with mlvu_dev/mlvu_test):
+    the question field, which holds the options, then "Only give the best option." and
     the answer primer "Best option: (". It ignores the yaml's prompt kwargs."""
     return "\n" + question_with_options + "\nOnly give the best option.\n" + "\n" + "Best option: ("
 
@@ -235,7 +235,7 @@ def load_mlvu(annotation_dir_or_file, video_root, split: str = "dev", check_vide
       (sy1998/MLVU_dev, MLVU_Test: `video_name`, `question` with the options as "(A) ..." lines, `candidates`,
       `answer` as a letter, `task_type`), e.g. MLVU_Test's `test_question.json` with its answers added.
     The category is the task. Videos: `<video_root>/<json stem or task>/<video>` when there, else
-    `<video_root>/<video>`. Prompt and parsing: lmms_eval/tasks/mlvu/utils.py (commit 801baf6) and
+    `<video_root>/<video>`. Prompt and parsing: lmms_eval/tasks/mlvu/utils.py and
     mlvu_dev.yaml / mlvu_test.yaml. How lmms-eval's HF copy writes the options inside `question` is not in
     the stored files; "(A) text" lines follow MLVU's own template (JUNJIE99/MLVU Evaluation_Test/test_bench.py)."""
     if split not in ("dev", "test"):
@@ -261,7 +261,7 @@ LONGVIDEOBENCH_POST_PROMPT = "Answer with the option's letter from the given cho
 
 def longvideobench_prompt(question: str, candidates: Sequence[str]) -> str:
     """lmms-eval's `longvideobench_doc_to_text` without interleaved subtitles (the `longvideobench_val_v`
-    task; lmms_eval/tasks/longvideobench/utils.py commit 03a5823, longvideobench_val_v.yaml commit 511b625):
+    task; lmms_eval/tasks/longvideobench/utils.py and longvideobench_val_v.yaml):
     question, "A. text" options one a line, then the post prompt (empty pre prompt)."""
     options = "\n".join(". ".join([OPTION_LETTERS[i], c]) for i, c in enumerate(candidates))
     return f"{question}\n{options}\n{LONGVIDEOBENCH_POST_PROMPT}"
@@ -281,7 +281,7 @@ def load_longvideobench(annotation_file, video_root, check_videos: bool = False)
     option0..option4): `id`, `question`, `candidates`, `correct_choice` (an index), `video_path`,
     `duration_group` (the category), and `question_category`, `duration` etc. kept in `meta`. Videos are
     `<video_root>/<video_path>`, video_root being LongVideoBench's `videos` folder, as in lmms-eval's
-    `longvideobench_doc_to_visual_v` (lmms_eval/tasks/longvideobench/utils.py, commit 03a5823)."""
+    `longvideobench_doc_to_visual_v` (lmms_eval/tasks/longvideobench/utils.py)."""
     path, root = Path(annotation_file), _root(video_root)
     items = []
     for index, record in enumerate(_read_records(path, "LongVideoBench")):
@@ -327,13 +327,13 @@ MVBENCH_POST_PROMPT = "Only give the best option.\n"
 
 
 def mvbench_prompt(question: str, candidates: Sequence[str]) -> str:
-    """lmms-eval's `mvbench_doc_to_text` (lmms_eval/tasks/mvbench/utils.py, commit 1ab9504): "Question:",
-    "Option:" and "(A) text" lines, then the post prompt. Stored versions of the per-task yamls disagree on
-    it: "Only give the best option.\\n" (e.g. mvbench_action_localization.yaml and
-    mvbench_episodic_reasoning.yaml at 2bb5e98, whose template has the `revision: video` that lmms-eval PR
-    #280 introduced) versus "Answer with the option's letter from the given choices directly." (e.g.
-    mvbench_action_sequence.yaml at 34dd75b). The first is taken as the newer, from that template, and used
-    for every task; the stored files carry no dates to confirm it."""
+    """lmms-eval's `mvbench_doc_to_text` (lmms_eval/tasks/mvbench/utils.py): "Question:", "Option:" and
+    "(A) text" lines, then the post prompt. Stored versions of the per-task yamls disagree on it: "Only give
+    the best option.\\n" (e.g. mvbench_action_localization.yaml and mvbench_episodic_reasoning.yaml in the
+    version whose template has the `revision: video` that lmms-eval PR #280 introduced) versus "Answer with
+    the option's letter from the given choices directly." (e.g. an older mvbench_action_sequence.yaml; the
+    versions are in docs/gpu.md, "Provenance of the benchmark loaders"). The first is taken as the newer, from
+    that template, and used for every task; the stored files carry no dates to confirm it."""
     options = "".join(f"({OPTION_LETTERS[i]}) {c}\n" for i, c in enumerate(candidates))
     return "Question:" + question + "\nOption:\n" + options + MVBENCH_POST_PROMPT
 
@@ -355,7 +355,7 @@ def load_mvbench(annotation_dir, video_root, check_videos: bool = False) -> list
     `video`, `question`, `candidates`, `answer` as the correct candidate's text; `start`/`end` kept in
     `meta`), or one such task file. The category is the task (file stem). Videos are
     `<video_root>/<task folder>/<video>`, video_root being MVBench's `video` folder and the task folders
-    lmms-eval's DATA_LIST (lmms_eval/tasks/mvbench/utils.py, commit 1ab9504); a task it does not list reads
+    lmms-eval's DATA_LIST (lmms_eval/tasks/mvbench/utils.py); a task it does not list reads
     `<video_root>/<video>`."""
     source, root = Path(annotation_dir), _root(video_root)
     files = [source] if source.is_file() else _json_files(source, "MVBench")
@@ -384,20 +384,20 @@ def _first_letter_after_prefixes(text: str, prefixes: Sequence[str], letters: st
 
 
 def parse_videomme(text: str) -> str | None:
-    """`extract_characters_regex` of lmms_eval/tasks/videomme/utils.py (commit 06965734): drop the answer
-    prefixes, then the first capital A-D anywhere ("Answer: C" gives A, from "Answer")."""
+    """`extract_characters_regex` of lmms_eval/tasks/videomme/utils.py: drop the answer prefixes, then the first
+    capital A-D anywhere ("Answer: C" gives A, from "Answer")."""
     return _first_letter_after_prefixes(text, _VIDEOMME_PREFIXES, "ABCD")
 
 
 def parse_longvideobench(text: str) -> str | None:
-    """`parse_multi_choice_response` of lmms_eval/tasks/longvideobench/utils.py (commit 03a5823): as VideoMME
+    """`parse_multi_choice_response` of lmms_eval/tasks/longvideobench/utils.py: as VideoMME
     with the full prefix list and A-E. Where it finds no letter lmms-eval picks a random option; here that is
     None, scored wrong (lmms-eval's expected accuracy is higher by 1/num_options per such answer)."""
     return _first_letter_after_prefixes(text, _LONGVIDEOBENCH_PREFIXES, "ABCDE")
 
 
 def parse_mlvu(text: str) -> str | None:
-    """`extract_characters_regex` of lmms_eval/tasks/mlvu/utils.py (commit 801baf6): the character before the
+    """`extract_characters_regex` of lmms_eval/tasks/mlvu/utils.py: the character before the
     first ")" (the prompt ends with "Best option: ("), else the whole stripped text, which scores only when
     it is the bare letter ("The answer is B." scores wrong)."""
     s = text.strip()
@@ -421,7 +421,7 @@ def _mvbench_punctuation(text: str) -> str:
 
 
 def parse_mvbench(text: str) -> str | None:
-    """`process` inside `mcq_acc` of lmms_eval/tasks/mvbench/utils.py (commit 1ab9504): "X. text" gives X;
+    """`process` inside `mcq_acc` of lmms_eval/tasks/mvbench/utils.py: "X. text" gives X;
     otherwise strip punctuation, lower-case, and take the first single-letter word a-e, case-insensitive
     ("Answer: C" gives C; note a stray article "a" gives A); else the processed text, which never scores."""
     match = _MV_OPTION.match(text.strip())

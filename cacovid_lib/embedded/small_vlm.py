@@ -1,35 +1,27 @@
 """Build and train the embedded default's small video LLM (a real `LlavaOnevisionForConditionalGeneration`).
 
-Recipe (why each piece is there, docs/recipe-findings.md has the costs and validation runs behind it):
-1. Projector alignment with dense labels from the generator: every projected video token of an object is pushed,
-   through the LLM's own (tied) word embeddings, towards the words of the object it shows ("red", "circle").
-   Retrieval in the LLM then matches like with like. With `aux_tokens: all` the other tokens (background, clutter)
-   are pushed towards the word "background"; with `aux_tokens: objects` they are left to what the answer loss makes
-   of them, and binding formed sooner (docs/recipe-findings.md, issue 15). With `aux_tokens: content` (the default
-   in params.yaml, non-object tokens at `caption_weight` 0.3) every token is pushed towards a dense caption of what
-   it shows, as real encoders are aligned on captions of everything in a picture: an object its colour and shape, a
-   clutter item its colour and shape, a background cell its tone and texture read from its pixels (`caption_detail`
-   coarse: 8 tones, plain or patterned, "teal patterned"; fine, the default: 27 tones and the pattern's orientation,
-   "tone120 rising"), so that the tokens no question names stay as varied as their content instead of folding into
-   one cone (issue 21). The label loss cannot see a shift that moves every word's logit alike, so the tokens also
-   drift into one shared offset; `offset_weight` penalises it (shared_offset_penalty).
-2. Options are scored by their text ("red circle"), so each answer is found by two one-hop lookups
+The recipe, and why each piece is there (docs/decisions.md links the validation runs behind each):
+1. Projector alignment with dense labels from the generator: every projected video token is pushed, through the
+   LLM's own (tied) word embeddings, towards a two-word caption of what it shows: an object its colour and shape
+   ("red circle"), a clutter item its colour and shape, a background cell its tone and texture read from its pixels
+   ("tone120 rising"). Retrieval in the LLM then matches like with like, and the tokens no question names stay as
+   varied as their content instead of folding into one cone, as real encoders aligned on captions of everything in
+   a picture do. Non-object tokens count at `caption_weight`, so that binding the asked objects forms first.
+2. The label loss cannot see a shift that moves every word's logit alike, so the tokens would drift into one shared
+   offset; `offset_weight` penalises it (shared_offset_penalty) from `offset_from_step` on, once binding has formed.
+3. Options are scored by their text ("red circle"), so each answer is found by two one-hop lookups
    (is "red" present? is the red thing a circle?) instead of a question -> letter -> video chain.
-3. A token curriculum: the first steps keep only the object tokens (plus a growing share of the
-   background), so the LLM learns retrieval among a handful of tokens before it must find them
-   among all of them. With `curriculum_start: asked` it starts from one object, the one the question asks
-   about, and adds the video's other objects before the background (a curriculum from one object to several).
-4. Random video-token dropout afterwards (keep ratio drawn per batch) so the model tolerates
-   pruning, as real video LLMs do.
-5. Two phases, as real video LLMs are trained in stages: the vision tower learns with everything else for the
+4. A token curriculum: the first steps keep only the tokens of the object the question asks about, then add the
+   video's other objects, then a growing share of the background, so the LLM learns retrieval among a handful of
+   tokens before it must find them among all of them.
+5. Random video-token dropout afterwards (keep ratio drawn per batch) so the model tolerates pruning, as real
+   video LLMs do.
+6. Two phases, as real video LLMs are trained in stages: the vision tower learns with everything else for the
    first `vision_steps` (its dense labels teach it in a few hundred steps), then it is frozen and its features of
    every training video are computed once, so the remaining steps run only the projector and the LLM. While the
-   tower trains, a step may take several questions of each of its videos (`questions_per_video`), so it encodes
-   fewer videos. A tower trained so learns what the questions ask and folds background and clutter into one narrow
-   cone (stage token_geometry). The alternative is a tower pretrained task-agnostic (the extra stage pretrain_vision,
-   embedded/vision_pretraining.py) put in by `load_vision_tower` and frozen from the first step (`vision_steps: 0`);
-   on validation it fell short (docs/recipe-findings.md, issue 21).
-6. AdamW with warm-up and cosine decay; everything seeded.
+   tower trains, a step takes several questions of each of its videos (`questions_per_video`), so it encodes
+   fewer videos.
+7. AdamW with warm-up and cosine decay; everything seeded.
 """
 from __future__ import annotations
 
@@ -42,8 +34,8 @@ import torch
 from tqdm import tqdm
 
 from cacovid_lib.data.schema import asked_token_mask
-from cacovid_lib.embedded.tokenizer import FINE_TEXTURES, background_caption_words
-from cacovid_lib.embedded.world import COLOURS, EXTRA_SHAPES, SHAPES, WorldSpec, frame_cells
+from cacovid_lib.embedded.tokenizer import BACKGROUND_TEXTURES, BACKGROUND_TONES
+from cacovid_lib.embedded.world import WorldSpec, frame_cells
 from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.models.base import VideoLLM
 
@@ -54,12 +46,12 @@ class SmallVLMConfig:
 
     vision_hidden: int = 64  # SigLIP hidden size
     vision_layers: int = 2  # SigLIP encoder layers
-    image_size: int = 64  # frame side in pixels
-    patch_size: int = 8  # SigLIP patch side -> 8x8 patches, pooled 2x2 to 4x4 video tokens per frame
+    image_size: int = 96  # frame side in pixels: the world's frame_size
+    patch_size: int = 8  # SigLIP patch side -> 12x12 patches, pooled 2x2 to the world's 6x6 grid of video tokens
     text_hidden: int = 128  # Qwen2 hidden size (D)
-    text_layers: int = 3  # Qwen2 decoder layers
-    text_heads: int = 4  # Qwen2 attention heads
-    text_kv_heads: int = 2  # Qwen2 key/value heads (grouped-query attention, as in Qwen2-7B)
+    text_layers: int = 6  # Qwen2 decoder layers: FastV's first layer is then a sixth of the LLM, not a third
+    text_heads: int = 8  # Qwen2 attention heads
+    text_kv_heads: int = 4  # Qwen2 key/value heads (grouped-query attention, as in Qwen2-7B)
 
 
 def check_matches_world(cfg: SmallVLMConfig, spec: WorldSpec) -> None:
@@ -77,41 +69,30 @@ def check_matches_world(cfg: SmallVLMConfig, spec: WorldSpec) -> None:
 class VLMTrainConfig:
     """Training recipe of the small video LLM."""
 
-    steps: int = 1500  # optimiser steps
-    batch_size: int = 32  # items per step
+    steps: int = 2500  # optimiser steps
+    batch_size: int = 16  # items per step
     lr: float = 2e-3  # peak learning rate (AdamW)
     warmup_steps: int = 100  # linear warm-up before cosine decay to 10% of `lr`
     weight_decay: float = 0.01  # AdamW weight decay
-    aux_weight: float = 1.0  # weight of the per-token label loss (projector alignment)
-    caption_weight: float = 1.0  # aux_tokens content: a background or clutter token's weight in that loss, an object
-    # token's being 1
-    caption_detail: Literal["coarse", "fine"] = "coarse"  # aux_tokens content: a background cell's caption, coarse (8
-    # tones, plain or patterned) or fine (27 tones, plain or the orientation of its pattern): background_captions
-    offset_weight: float = 0.0  # weight of shared_offset_penalty on the projected video tokens (0: none): the
-    # label loss cannot see a shift that moves every word's logit alike, so without it the tokens share a large offset
-    pixel_relation_weight: float = 0.0  # weight of pixel_relation_loss on the projected video tokens (0: none): the
-    # tokens' pair cosines held to their cells' pixels' ones, so that cells of one caption stay apart where their pixels do
-    offset_from_step: int = 0  # the penalty counts from this step on (0: throughout). From step 0 it delayed the point
-    # where binding forms past the tower's freeze (docs/recipe-findings.md); later, the frozen tower's projector removes it
-    aux_tokens: Literal["all", "objects", "content"] = "all"  # all: every video token is pushed towards its object's
-    # words or 'background'; objects: only object tokens are, background and clutter tokens keep what their pixels give
-    # them; content: every token towards a caption of its content (content_word_targets)
+    aux_weight: float = 1.0  # weight of the per-token caption loss (projector alignment)
+    caption_weight: float = 0.3  # a background or clutter token's weight in that loss, an object token's being 1
+    offset_weight: float = 1.0  # weight of shared_offset_penalty on the projected video tokens (0: none)
+    offset_from_step: int = 1000  # the penalty counts from this step on (0: throughout); from step 0 it delays the
+    # point where binding forms past the tower's freeze
     full_keep_prob: float = 0.5  # share of batches that keep every video token
     min_keep_ratio: float = 0.02  # other batches keep a ratio drawn uniformly in [min, max]
     max_keep_ratio: float = 0.6
-    curriculum_steps: int = 400  # token curriculum: first keep only object tokens, then add background linearly
-    curriculum_start: Literal["objects", "asked"] = "objects"  # asked: the curriculum's first half starts from the
-    # question's own objects and adds the video's other objects (one object to several), its second half the background
-    vision_steps: int | None = None  # then the vision tower is frozen and its features cached (None: trained throughout)
-    questions_per_video: int = 1  # while the tower trains, a step's items come from batch_size / this many videos
+    curriculum_steps: int = 1000  # token curriculum: first keep only object tokens, then add background linearly
+    curriculum_start: Literal["objects", "asked"] = "asked"  # asked: the curriculum's first half starts from the
+    # question's own objects and adds the video's other objects (one object to several), its second half the
+    # background; objects: every object token from the start
+    vision_steps: int | None = 600  # then the vision tower is frozen and its features cached (None: trained throughout)
+    questions_per_video: int = 2  # while the tower trains, a step's items come from batch_size / this many videos
     seed: int = 0  # seeds init, batches and dropout
     threads: int | None = None  # torch CPU threads while training (None: torch's default). Float sums, and with them
-    # whether and when binding forms, depend on it: the default recipe learned at 1 thread (docs/recipe-findings.md)
+    # whether and when binding forms, depend on it
 
     def __post_init__(self):
-        if self.aux_tokens not in ("all", "objects", "content"):
-            raise ValueError(f"aux_tokens: {self.aux_tokens!r} is not valid; valid: all, objects, content")
-        background_caption_words(self.caption_detail)  # raises on an unknown caption_detail
         if self.curriculum_start not in ("objects", "asked"):
             raise ValueError(f"curriculum_start: {self.curriculum_start!r} is not valid; valid: objects, asked")
         if self.offset_from_step < 0:
@@ -121,8 +102,7 @@ class VLMTrainConfig:
 
 
 def vision_config(cfg: SmallVLMConfig):
-    """The small SigLIP vision tower's config (LlavaOnevision builds its tower from it; the tower's pretraining stage,
-    embedded/vision_pretraining.py, builds the same SiglipVisionModel on its own)."""
+    """The small SigLIP vision tower's config (LlavaOnevision builds its tower from it)."""
     from transformers import SiglipVisionConfig
 
     return SiglipVisionConfig(
@@ -152,35 +132,18 @@ def build_small_vlm(tokenizer, cfg: SmallVLMConfig, seed: int = 0):
     return LlavaOnevisionForConditionalGeneration(config)
 
 
-def token_word_targets(labels: np.ndarray, layouts: list[dict], tokenizer) -> torch.Tensor:
-    """Per video token, the vocabulary ids of its colour and shape words (or 'background' twice): (V, t*h*w, 2)."""
-    background = tokenizer.convert_tokens_to_ids("background")
-    word = {w: tokenizer.convert_tokens_to_ids(w) for w in list(COLOURS) + list(SHAPES + EXTRA_SHAPES)}
-    flat = labels.reshape(labels.shape[0], -1)  # (num_videos, t*h*w)
-    out = np.full(flat.shape + (2,), background)
-    for v, layout in enumerate(layouts):
-        for k, obj in enumerate(layout["objects"]):
-            out[v, flat[v] == k] = (word[obj["colour"]], word[obj["shape"]])
-    return torch.from_numpy(out)
-
-
-BACKGROUND_TONE_SPLIT = 75  # a background channel darker or lighter than this (textures are drawn in 20..130)
 PATTERNED_STD = 9.0  # a background cell whose grey levels spread more than this is "patterned", else "plain" (about half)
+TONE_SPLITS = (57, 93)  # a channel is dark, mid or light (thirds of the textures' 20..130)
+ORIENTED_COHERENCE = 0.5  # a patterned cell whose edges share one orientation at least this much
 
 
-FINE_TONE_SPLITS = (57, 93)  # caption_detail fine: a channel dark, mid or light (thirds of the textures' 20..130)
-ORIENTED_COHERENCE = 0.5  # caption_detail fine: a patterned cell whose edges share one orientation at least this much
-
-
-def background_captions(frames: np.ndarray, grid: int, detail: str = "coarse", chunk: int = 128
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def background_captions(frames: np.ndarray, grid: int, chunk: int = 128) -> tuple[np.ndarray, np.ndarray]:
     """Each cell's tone and texture, read from the pixels: frames (V, t, H, W, 3) uint8 -> two (V, t*grid*grid) int
-    arrays, indices into the caption words of `detail`. Coarse: BACKGROUND_TONES (4r + 2g + b, a channel counting 1
-    when its mean is above BACKGROUND_TONE_SPLIT) and BACKGROUND_TEXTURES (1: patterned, the cell's grey-level
-    standard deviation above PATTERNED_STD). Fine: FINE_TONES (9r + 3g + b, each channel split at FINE_TONE_SPLITS)
-    and FINE_TEXTURES (a patterned cell by the orientation of its grey-level gradients, from their structure tensor;
-    speckled when their coherence is below ORIENTED_COHERENCE, as noise and checks). Meant for cells that show
-    background only (a cell with an object or clutter item gets that item's caption instead)."""
+    arrays, indices into BACKGROUND_TONES (9r + 3g + b, each channel's mean split at TONE_SPLITS) and
+    BACKGROUND_TEXTURES (plain: the cell's grey-level standard deviation at most PATTERNED_STD; otherwise by the
+    orientation of its grey-level gradients, from their structure tensor; speckled when their coherence is below
+    ORIENTED_COHERENCE, as noise and checks). Meant for cells that show background only (a cell with an object or
+    clutter item gets that item's caption instead)."""
     v, size = len(frames), frames.shape[2]
     cell = size // grid
     tones, textures = [], []
@@ -189,12 +152,7 @@ def background_captions(frames: np.ndarray, grid: int, detail: str = "coarse", c
         grey = x.mean(axis=-1)  # (B, N, c, c)
         x = x.reshape(*x.shape[:2], cell * cell, 3)  # (B, N, c*c, 3)
         patterned = grey.reshape(*grey.shape[:2], -1).std(axis=-1) > PATTERNED_STD  # (B, N)
-        if detail == "coarse":
-            bits = (x.mean(axis=2) > BACKGROUND_TONE_SPLIT).astype(int)  # (B, N, 3)
-            tones.append(4 * bits[..., 0] + 2 * bits[..., 1] + bits[..., 2])
-            textures.append(patterned.astype(int))
-            continue
-        level = np.digitize(x.mean(axis=2), FINE_TONE_SPLITS)  # (B, N, 3) in 0..2
+        level = np.digitize(x.mean(axis=2), TONE_SPLITS)  # (B, N, 3) in 0..2
         tones.append(9 * level[..., 0] + 3 * level[..., 1] + level[..., 2])
         dx, dy = np.diff(grey, axis=-1), np.diff(grey, axis=-2)  # (B, N, c, c-1), (B, N, c-1, c)
         gx, gy = dx[..., 1:, :] + dx[..., :-1, :], dy[..., 1:] + dy[..., :-1]  # (B, N, c-1, c-1): each 2 x 2 block's gradient
@@ -202,31 +160,30 @@ def background_captions(frames: np.ndarray, grid: int, detail: str = "coarse", c
         coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy + 1e-6)
         angle = 0.5 * np.arctan2(2 * jxy, jxx - jyy)  # the gradients' direction in (-pi/2, pi/2], rows down
         orientation = np.round(angle / (np.pi / 4)).astype(int) % 4  # 0: across x (vertical edges), 1: rising, 2: horizontal, 3: falling
-        texture = np.where(coherence >= ORIENTED_COHERENCE, 1 + orientation, len(FINE_TEXTURES) - 1)
+        texture = np.where(coherence >= ORIENTED_COHERENCE, 1 + orientation, len(BACKGROUND_TEXTURES) - 1)
         textures.append(np.where(patterned, texture, 0))
     return np.concatenate(tones), np.concatenate(textures)
 
 
-def content_word_targets(split, tokenizer, detail: str = "coarse") -> torch.Tensor:
+def content_word_targets(split, tokenizer) -> torch.Tensor:
     """Per video token, the vocabulary ids of a two-word caption of what it shows: an object its colour and shape, a
-    clutter item its colour and shape, a background cell its tone and texture (background_captions at `detail`):
-    (V, t*h*w, 2). The tokenizer must hold tokenizer.caption_words(detail)."""
+    clutter item its colour and shape, a background cell its tone and texture (background_captions):
+    (V, t*h*w, 2). The tokenizer must hold tokenizer.CAPTION_WORDS (build_tokenizer's does)."""
     ids = tokenizer.convert_tokens_to_ids
     v = len(split.frames)
     objects = split.object_labels.reshape(v, -1)  # (V, N)
     clutter = split.clutter_labels.reshape(v, -1)  # (V, N)
     grid = int(round(math.sqrt(split.object_labels.shape[-1])))
-    tone, texture = background_captions(split.frames, grid, detail)  # (V, N) each
-    tone_words, texture_words = background_caption_words(detail)
-    out = np.stack([np.array([ids(w) for w in tone_words])[tone],
-                    np.array([ids(w) for w in texture_words])[texture]], axis=-1)  # (V, N, 2)
+    tone, texture = background_captions(split.frames, grid)  # (V, N) each
+    out = np.stack([np.array([ids(w) for w in BACKGROUND_TONES])[tone],
+                    np.array([ids(w) for w in BACKGROUND_TEXTURES])[texture]], axis=-1)  # (V, N, 2)
     for i, layout in enumerate(split.layouts):
         for k, thing in enumerate(layout["clutter"]):
-            out[i, clutter[i] == k] = (ids(thing.get("clutter_colour", "grey")), ids(thing["shape"]))
+            out[i, clutter[i] == k] = (ids(thing["clutter_colour"]), ids(thing["shape"]))
         for k, obj in enumerate(layout["objects"]):
             out[i, objects[i] == k] = (ids(obj["colour"]), ids(obj["shape"]))
     if (out == tokenizer.unk_token_id).any():
-        raise ValueError("content_word_targets: a caption word is not in the tokenizer (build it with caption_words())")
+        raise ValueError("content_word_targets: a caption word is not in the tokenizer (build it with build_tokenizer())")
     return torch.from_numpy(out)
 
 
@@ -238,20 +195,6 @@ def token_word_loss(word_logp: torch.Tensor, targets: torch.Tensor, counted: tor
     if counted is None:
         return -logp.mean()
     return -(logp.sum(-1) * counted).sum() / (2 * counted.sum().clamp(min=1))
-
-
-def pixel_relation_loss(tokens: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
-    """How far the tokens' pair cosines are from their cells' pixels' pair cosines, within each video: tokens
-    (B, N, D), cells (B, N, P) each token's cell pixels with the split's mean cell removed. The mean squared
-    difference over every ordered pair of distinct tokens. Captions give every background cell of one tone and
-    texture the same target, so the label loss folds cells that differ in their pixels into near-duplicates (issue
-    21: a non-object token's nearest non-object neighbour at cosine 0.98, its cell's pixels at 0.82); a pretrained
-    encoder keeps what the pixels tell apart, and so does a tower held to the pixels' relations."""
-    t = torch.nn.functional.normalize(tokens.float(), dim=-1)
-    p = torch.nn.functional.normalize(cells.float(), dim=-1)
-    diff = t @ t.transpose(1, 2) - p @ p.transpose(1, 2)  # (B, N, N)
-    n = tokens.shape[1]
-    return diff.pow(2).sum((1, 2)).mean() / (n * (n - 1))  # the diagonal is 1 - 1 = 0 (a zero cell: 0 - 0)
 
 
 def shared_offset_penalty(tokens: torch.Tensor) -> torch.Tensor:
@@ -327,27 +270,14 @@ def video_embeds_from_features(model, features: torch.Tensor) -> torch.Tensor:
     return torch.cat([video.reshape(b, -1, video.shape[-1]), newline], dim=1)
 
 
-def load_vision_tower(model, tower_dir) -> None:
-    """Put the pretrained SiglipVisionModel saved in `tower_dir` (stage pretrain_vision) into the LlavaOnevision
-    `model`'s vision tower. One KitInputError line when the folder is missing or its sizes differ from the model's."""
-    from pathlib import Path
-
-    from transformers import SiglipVisionModel
-
-    if not (Path(tower_dir) / "config.json").is_file():
-        raise KitInputError(f"{tower_dir}: no pretrained vision tower (config.json missing; run the pretrain_vision stage)")
-    tower = SiglipVisionModel.from_pretrained(tower_dir)
-    want, got = model.config.vision_config, tower.config
-    for key in ("hidden_size", "num_hidden_layers", "image_size", "patch_size"):
-        if getattr(want, key) != getattr(got, key):
-            raise KitInputError(f"{tower_dir}: the pretrained tower's {key} is {getattr(got, key)}, vlm.model asks for "
-                                f"{getattr(want, key)} (rerun pretrain_vision with the same vlm.model)")
-    model.model.vision_tower.load_state_dict(tower.state_dict())
-
-
 def train_small_vlm(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn=None, eval_every: int = 0) -> list[dict]:
     """Train `vlm.model` on `split` (a VideoQASplit with layouts): every weight, the vision tower only for its first
-    `cfg.vision_steps` steps (0: frozen throughout, as a pretrained tower). Returns the loss history."""
+    `cfg.vision_steps` steps (0: frozen throughout). Returns the loss history."""
+    t, h, w = vlm.grid
+    if split.object_labels.shape[1:] != (t, h * w):
+        frames, cells = split.object_labels.shape[1:]
+        raise KitInputError(f"train_small_vlm: the split's labels are {frames} frames of {cells} cells, the video LLM makes "
+                            f"{t} frames of {h}x{w} video tokens (check_matches_world)")
     threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads or threads)
     try:
@@ -360,8 +290,7 @@ def _train(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn, eval_every: int) 
     model, tok = vlm.model, vlm.tokenizer
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
-    targets = content_word_targets(split, tok, cfg.caption_detail) if cfg.aux_tokens == "content" else \
-        token_word_targets(split.object_labels, split.layouts, tok)  # (num_videos, N, 2)
+    targets = content_word_targets(split, tok)  # (num_videos, N, 2)
     prompts = [vlm.prompt(item) for item in split.items]
     eos = tok.eos_token_id
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -370,10 +299,6 @@ def _train(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn, eval_every: int) 
     features = None  # (num_videos, t, P, C) frozen vision-tower features, once the vision phase is over
     vision_phase = cfg.vision_steps is None or cfg.vision_steps > 0
     pixels = torch.stack([vlm.preprocess(v) for v in split.frames]) if vision_phase else None  # (V, t, 3, S, S)
-    grid = round(split.object_labels.shape[-1] ** 0.5)  # cells per side
-    mean_cell = sum(frame_cells(split.frames[i:i + 256], grid).astype(np.float64).sum((0, 1))
-                    for i in range(0, len(split.frames), 256)) / (split.object_labels[..., 0].size * grid * grid)
-    mean_cell = torch.from_numpy(mean_cell.reshape(-1)).float()  # (c*c*3,) the split's mean cell, removed from each
     items_of_video = [np.flatnonzero(split.video_of_item == v) for v in range(len(split.frames))]
     if cfg.questions_per_video > min(len(i) for i in items_of_video):
         raise ValueError(f"questions_per_video: {cfg.questions_per_video} is more than some video's questions")
@@ -403,27 +328,24 @@ def _train(vlm: VideoLLM, split, cfg: VLMTrainConfig, eval_fn, eval_every: int) 
             keeps = curriculum_keep_masks(rng, labels, step / cfg.curriculum_steps, asked)
         else:
             keeps = random_keep_masks(rng, cfg.batch_size, n, cfg)  # (B, N)
-        # auxiliary loss: each projected video token should read as its object's words through the tied embeddings
+        # caption loss: each projected video token should read as its caption's words through the tied embeddings
         word_logp = torch.log_softmax(model.lm_head(video_embeds[:, :n]), dim=-1)  # (B, N, V)
         is_object = torch.from_numpy(split.object_labels[vids].reshape(len(idx), n) >= 0)  # (B, N)
-        counted = {"all": None, "objects": is_object,  # (B, N) object tokens only
-                   "content": is_object + (~is_object) * cfg.caption_weight}[cfg.aux_tokens]  # (B, N) token weights
-        aux = token_word_loss(word_logp, targets[vids], counted)
+        weights = is_object + (~is_object) * cfg.caption_weight  # (B, N) token weights
+        aux = token_word_loss(word_logp, targets[vids], weights)
         offset = shared_offset_penalty(video_embeds[:, :n])  # how much of the projected tokens is one shared vector
-        cells = torch.from_numpy(frame_cells(split.frames[vids], grid)).float().reshape(len(idx), n, -1)  # (B, N, c*c*3)
-        relation = pixel_relation_loss(video_embeds[:, :n], cells - mean_cell)  # pair cosines against the pixels' ones
         # answer loss: teacher-forced correct option text + end of turn, on the compressed sequence
         conts = [prompts[i].option_ids[split.answers[i]] + [eos] for i in idx]
         logp = vlm.continuation_logprobs([prompts[i] for i in idx], video_embeds, keeps, conts)
         answer = -(logp / torch.tensor([len(c) for c in conts])).mean()
         offset_weight = cfg.offset_weight if step >= cfg.offset_from_step else 0.0
-        loss = answer + cfg.aux_weight * aux + offset_weight * offset + cfg.pixel_relation_weight * relation
+        loss = answer + cfg.aux_weight * aux + offset_weight * offset
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         record = {"step": step, "loss": loss.item(), "answer_loss": answer.item(), "aux_loss": aux.item(),
-                  "offset_penalty": offset.item(), "pixel_relation": relation.item(), "lr": lr_at(step, cfg)}
+                  "offset_penalty": offset.item(), "lr": lr_at(step, cfg)}
         if eval_fn is not None and eval_every and (step + 1) % eval_every == 0:
             model.eval()
             record.update(eval_fn())
@@ -440,8 +362,8 @@ def config_dict(model_cfg: SmallVLMConfig, train_cfg: VLMTrainConfig) -> dict:
 
 
 def save_model_folder(model, tokenizer, folder, resolved_config: dict) -> None:
-    """`save_pretrained` model + tokenizer (None: a model without one, the pretrained vision tower) + the resolved
-    training config into `folder`, atomically: written to a temporary sibling folder, then renamed into place."""
+    """`save_pretrained` model + tokenizer + the resolved training config into `folder`, atomically: written to a
+    temporary sibling folder, then renamed into place."""
     import json
     import shutil
     import tempfile
@@ -452,8 +374,7 @@ def save_model_folder(model, tokenizer, folder, resolved_config: dict) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         model.save_pretrained(tmp)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
         (tmp / "kit_config.json").write_text(json.dumps(resolved_config, indent=2) + "\n")
         if folder.exists():
             shutil.rmtree(folder)

@@ -1,18 +1,14 @@
 """The embedded video-QA world: renders MP4 videos of coloured shapes and writes Video-R1 style questions.
 
-Each video holds a few coloured objects that appear for part of the video and move between cells
-of a coarse grid, plus salient clutter that no question asks about. Every binding question is
-about one object, so it needs only the few video tokens where that object is; a question without
-the video is at chance (options are balanced and shuffled).
+Each video holds six coloured objects that move between the cells of a coarse grid, most of them on screen for
+most of the video and two only briefly, on a textured background of several regions that differ per video, among
+clutter as salient as the objects in colours and shapes no question names. Every question is about one object
+(its colour, its shape, or which object appears), so it needs only the few video tokens where that object is;
+a question without the video is at chance (options are balanced and shuffled). Most tokens are diverse and
+irrelevant to the question, as in real video.
 
-The grid cells are exactly the small video LLM's pooled video tokens (default: 64x64 frames, 8x8 patches,
-2x2 pooling -> 4x4 tokens of 16x16 pixels), so the generator's layout gives per-token labels.
-
-Two worlds come from the same generator, chosen by `WorldSpec`'s knobs (defaults: the original world, byte for
-byte). The busy world (`busy_world_spec()`) is closer to real video: a larger grid, textured backgrounds of
-several regions that differ per video (most tokens diverse and irrelevant), clutter in colours and shapes no
-question names, six objects whose colours and shapes repeat (so counting questions have answers other than one),
-some objects on screen for only one or two sampled frames, and only some objects asked about.
+The grid cells are exactly the small video LLM's pooled video tokens (96-pixel frames, 8-pixel patches pooled
+2 x 2 -> 6 x 6 tokens of 16 x 16 pixels), so the generator's layout gives per-token labels.
 """
 from __future__ import annotations
 
@@ -21,14 +17,13 @@ from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 from tqdm import tqdm
 
 from cacovid_lib.data.schema import LETTERS
 from cacovid_lib.data.video_io import uniform_frame_indices, write_video
-from cacovid_lib.io_utils import write_json_atomic
+from cacovid_lib.io_utils import KitInputError, read_json, write_json_atomic
 
 COLOURS = {
     "red": (235, 45, 45),
@@ -39,67 +34,44 @@ COLOURS = {
     "cyan": (40, 220, 225),
 }
 SHAPES = ("circle", "square", "triangle", "cross", "ring")
-EXTRA_SHAPES = ("star",)  # a sixth object shape, for six objects with unique attributes (WorldSpec.shapes)
-QUESTION_TYPES = ("colour_of_shape", "shape_of_colour", "which_object")
-# the busy world's additions: counting (how many objects of a colour / of a shape) and one temporal type
-EXTRA_QUESTION_TYPES = ("count_colour", "count_shape", "appears_first")
-COUNT_WORDS = ("zero", "one", "two", "three")
-# clutter of the busy world: colours and shapes that no question names, as salient as the objects
+EXTRA_SHAPES = ("star",)  # a sixth object shape, for six objects with their own colour and shape (WorldSpec.shapes)
+QUESTION_TYPES = ("colour_of_shape", "shape_of_colour", "which_object")  # drawn uniformly per question
+# clutter: colours and shapes that no question names, as salient as the objects
 CLUTTER_COLOURS = {"orange": (250, 140, 20), "pink": (250, 150, 205), "white": (245, 245, 245), "grey": (160, 160, 160)}
 CLUTTER_SHAPES = ("diamond", "bars", "dots", "hourglass")
 
 
 @dataclass
 class WorldSpec:
-    """Geometry and content of the rendered videos (frame_size / grid must match the small video LLM's token grid:
-    image_size == frame_size and image_size / patch_size / 2 == grid). Defaults: the original world."""
+    """Geometry and content of the rendered videos. frame_size / grid must match the small video LLM's token grid
+    (image_size == frame_size and image_size / patch_size / 2 == grid)."""
 
-    frame_size: int = 64  # pixels, square frames
-    grid: int = 4  # cells per side == pooled video tokens per side
-    num_rendered_frames: int = 16  # frames in each MP4
-    objects_per_video: int = 4  # every distractor colour/shape of a question is then another object of the video
-    clutter_per_video: int = 2
-    min_visible: int = 5  # an object is on screen for a window of 5..10 rendered frames
-    max_visible: int = 10
-    # ---- knobs of the busy world (the defaults keep the original world) ----
-    background: Literal["flat", "busy"] = "flat"  # flat: dark grey noise; busy: textured regions, new per video
-    clutter_style: Literal["grey", "colourful"] = "grey"  # colourful: CLUTTER_SHAPES in CLUTTER_COLOURS
-    attributes: Literal["unique", "counted"] = "unique"  # unique: every object its own colour and shape;
-    # counted: 6 objects whose colours (and shapes) come 3 + 2 + 1, so counts of 0..3 are equally easy to ask
-    brief_objects: int = 0  # objects on screen for only brief_min_visible..brief_max_visible rendered frames
+    frame_size: int = 96  # pixels, square frames (decord decodes frame widths that are not a multiple of 32 wrongly)
+    grid: int = 6  # cells per side == pooled video tokens per side
+    num_rendered_frames: int = 15  # frames in each MP4; the video LLM's 8 sampled frames are then every second one,
+    # so a brief object is seen in 1 or 2 of them
+    objects_per_video: int = 6  # each its own colour and its own shape, so every question names a unique attribute
+    clutter_per_video: int = 6  # on screen the whole time
+    min_visible: int = 11  # a (persistent) object is on screen for a window of min_visible..max_visible rendered frames
+    max_visible: int = 15
+    brief_objects: int = 2  # of the objects, these are on screen for only brief_min_visible..brief_max_visible frames
     brief_min_visible: int = 2
     brief_max_visible: int = 4
-    num_sampled_frames: int = 8  # frames the video LLM samples (== world.num_frames): the temporal question's
-    # "first" is by sampled frame
-    questions_per_video: int | None = None  # None: one question per object; else this many questions per video
-    question_types: tuple[str, ...] = QUESTION_TYPES  # drawn uniformly per question (busy world: any of
-    # QUESTION_TYPES + EXTRA_QUESTION_TYPES; a binding type is asked only about an object whose named attribute is unique)
-    question_weights: tuple[float, ...] | None = None  # relative frequency of each of question_types (None: equal)
+    questions_per_video: int = 4  # each about another object of the video
 
     def __post_init__(self):
-        self.question_types = tuple(self.question_types)  # a JSON list after a round trip
-        unknown = set(self.question_types) - set(QUESTION_TYPES + EXTRA_QUESTION_TYPES)
-        if unknown:
-            raise ValueError(f"question_types: {sorted(unknown)[0]!r} is not valid; valid: "
-                             f"{', '.join(QUESTION_TYPES + EXTRA_QUESTION_TYPES)}")
-        if self.question_weights is not None:
-            self.question_weights = tuple(float(w) for w in self.question_weights)
-            if len(self.question_weights) != len(self.question_types) or min(self.question_weights) <= 0:
-                raise ValueError(f"question_weights: {list(self.question_weights)} needs one positive weight per question "
-                                 f"type ({len(self.question_types)}: {', '.join(self.question_types)})")
         if self.frame_size % self.grid:
             raise ValueError(f"frame_size: {self.frame_size} is not a multiple of grid ({self.grid})")
-        if self.attributes == "unique" and self.objects_per_video > min(len(COLOURS), len(SHAPES + EXTRA_SHAPES)):
+        if self.objects_per_video > min(len(COLOURS), len(SHAPES + EXTRA_SHAPES)):
             raise ValueError(f"objects_per_video: {self.objects_per_video}; unique attributes allow at most {len(COLOURS)}")
-        if self.attributes == "counted" and self.objects_per_video != 6:
-            raise ValueError(f"objects_per_video: {self.objects_per_video}; attributes 'counted' needs 6 (3 + 2 + 1)")
-        if not self.is_original and self.questions_per_video is None:
-            raise ValueError("questions_per_video: needed by the busy world's knobs (None asks every object once)")
+        if not 1 <= self.questions_per_video <= self.objects_per_video:
+            raise ValueError(f"questions_per_video: {self.questions_per_video}; each question asks about another object, "
+                             f"so 1..objects_per_video ({self.objects_per_video})")
 
     @property
     def shapes(self) -> tuple[str, ...]:
         """The object shapes: SHAPES, plus EXTRA_SHAPES when more objects than SHAPES must each have their own."""
-        if self.attributes == "unique" and self.objects_per_video > len(SHAPES):
+        if self.objects_per_video > len(SHAPES):
             return SHAPES + EXTRA_SHAPES
         return SHAPES
 
@@ -107,44 +79,23 @@ class WorldSpec:
     def cell(self) -> int:
         return self.frame_size // self.grid
 
-    @property
-    def is_original(self) -> bool:
-        """True when no busy-world knob is set: the generator then draws exactly what it always drew."""
-        return (self.background, self.clutter_style, self.attributes, self.brief_objects, self.question_types) == (
-            "flat", "grey", "unique", 0, QUESTION_TYPES) and self.questions_per_video is None and self.question_weights is None
-
     def to_json(self) -> dict:
-        """The spec as world_spec.json stores it: knobs left at their defaults are not written, so the original
-        world's world_spec.json keeps its bytes."""
-        out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name in _ORIGINAL_FIELDS or value != f.default:
-                out[f.name] = list(value) if isinstance(value, tuple) else value
-        return out
+        """The spec as world_spec.json stores it: every field, so the file reads the same whatever the defaults."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-_ORIGINAL_FIELDS = (  # written to world_spec.json even at their defaults, as they always were
-"frame_size", "grid", "num_rendered_frames", "objects_per_video", "clutter_per_video",
-                    "min_visible", "max_visible")
-
-
-def question_words(spec: WorldSpec) -> tuple[str, ...]:
-    """Words the busy world's questions add to the original vocabulary (none for the original world)."""
-    if spec.is_original:
-        return ()
-    return ("how", "many", "are", "there", "first") + COUNT_WORDS + EXTRA_SHAPES
-
-
-def busy_world_spec(grid: int = 8) -> WorldSpec:
-    """The busy world at `grid` x `grid` tokens per frame on 96-pixel frames (decord decodes frame widths that are
-    not a multiple of 32 wrongly; the LLM needs image_size 96 and patch_size 48 / grid: 6 for 8x8, 8 for 6x6).
-    15 rendered frames so that the 8 sampled ones are every second frame and a brief object (2..4 rendered frames)
-    is seen in 1 or 2 of them."""
-    return WorldSpec(frame_size=96, grid=grid, num_rendered_frames=15, objects_per_video=6,
-                     clutter_per_video=6, min_visible=11, max_visible=15, background="busy", clutter_style="colourful",
-                     attributes="counted", brief_objects=2, questions_per_video=4,
-                     question_types=QUESTION_TYPES + ("count_colour", "count_shape"))
+def read_world_spec(world_dir) -> WorldSpec:
+    """The spec of a world rendered by build_world, from its world_spec.json. One KitInputError line when the file
+    is missing or names a field WorldSpec does not have (a world of another version of the generator: render it
+    again)."""
+    path = Path(world_dir) / "world_spec.json"
+    if not path.is_file():
+        raise KitInputError(f"{Path(world_dir)}: no world_spec.json (is this a world built by build_world?)")
+    stored = read_json(path)
+    unknown = sorted(set(stored) - {f.name for f in fields(WorldSpec)})
+    if unknown:
+        raise KitInputError(f"{path}: unknown WorldSpec field(s) {', '.join(unknown)}; render the world again (build_world)")
+    return WorldSpec(**stored)
 
 
 def _shape_masks(cell: int) -> dict[str, np.ndarray]:
@@ -163,7 +114,7 @@ def _shape_masks(cell: int) -> dict[str, np.ndarray]:
         "triangle": (dy <= r * 0.8) & (dy >= -r) & (np.abs(dx) <= (dy + r) * 0.6),
         "cross": ((np.abs(dx) <= arm) | (np.abs(dy) <= arm)) & (np.abs(dx) <= r) & (np.abs(dy) <= r),
         "ring": (dist <= r) & (dist >= r * inner),
-        # clutter shapes of the busy world
+        # clutter shapes
         "diamond": np.abs(dx) + np.abs(dy) <= r * 1.15,
         "bars": (np.abs(dx) <= r) & (np.abs(dy) <= r) & (np.floor((dy + r) / (r * 0.5)) % 2 == 0),
         "dots": (np.hypot(np.abs(dx) - r * 0.5, np.abs(dy) - r * 0.5) <= r * 0.35),
@@ -190,18 +141,7 @@ def _walk(rng, num_frames, start, length, occupied, num_cells, grid):
     return cells
 
 
-def _counted_attributes(rng) -> tuple[list[str], list[str]]:
-    """Colours and shapes of the busy world's 6 objects: 3 + 2 + 1 of each (so "how many" has the answers 0..3
-    equally often), with no two objects alike."""
-    while True:
-        colours = np.repeat(rng.choice(list(COLOURS), 3, replace=False), [3, 2, 1])
-        shapes = np.repeat(rng.choice(SHAPES, 3, replace=False), [3, 2, 1])
-        colours, shapes = colours[rng.permutation(6)], shapes[rng.permutation(6)]
-        if len(set(zip(colours, shapes))) == 6:
-            return [str(c) for c in colours], [str(s) for s in shapes]
-
-
-def busy_background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, int]:
+def textured_background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, int]:
     """(size, size, 3) uint8 and its number of regions: 4..8 Voronoi regions, each a gradient, stripes, checks or noise between two muted
     colours (channels 20..130, darker and duller than any object or clutter colour)."""
     yy, xx = np.mgrid[0:size, 0:size] / size  # (S, S) in [0, 1)
@@ -229,11 +169,8 @@ def busy_background(rng: np.random.Generator, size: int) -> tuple[np.ndarray, in
 def render_video(rng: np.random.Generator, spec: WorldSpec):
     """Render one video. Returns uint8 frames (T, H, W, 3) and the layout of its objects and clutter."""
     num_cells = spec.grid * spec.grid
-    if spec.attributes == "counted":
-        colours, shapes = _counted_attributes(rng)
-    else:
-        colours = rng.choice(list(COLOURS), spec.objects_per_video, replace=False)
-        shapes = rng.choice(spec.shapes, spec.objects_per_video, replace=False)
+    colours = rng.choice(list(COLOURS), spec.objects_per_video, replace=False)
+    shapes = rng.choice(spec.shapes, spec.objects_per_video, replace=False)
     occupied = np.zeros((spec.num_rendered_frames, num_cells), bool)
     objects = []
     for k, (colour, shape) in enumerate(zip(colours, shapes)):
@@ -246,19 +183,12 @@ def render_video(rng: np.random.Generator, spec: WorldSpec):
     clutter = []
     for _ in range(spec.clutter_per_video):  # high contrast, on screen the whole time
         cells = _walk(rng, spec.num_rendered_frames, 0, spec.num_rendered_frames, occupied, num_cells, spec.grid)
-        if spec.clutter_style == "grey":
-            grey = int(rng.integers(150, 256))
-            clutter.append({"shape": str(rng.choice(SHAPES)), "grey": grey, "cells": cells.tolist()})
-        else:  # as varied as the objects, in colours and shapes that no question names
-            clutter.append({"shape": str(rng.choice(CLUTTER_SHAPES)), "clutter_colour": str(rng.choice(list(CLUTTER_COLOURS))),
-                            "cells": cells.tolist()})
+        clutter.append({"shape": str(rng.choice(CLUTTER_SHAPES)), "clutter_colour": str(rng.choice(list(CLUTTER_COLOURS))),
+                        "cells": cells.tolist()})
 
     masks = _shape_masks(spec.cell)
-    layout = {"objects": objects, "clutter": clutter}
-    if spec.background == "flat":
-        background = rng.integers(10, 60, size=(spec.frame_size, spec.frame_size, 1)).repeat(3, axis=2)
-    else:
-        background, layout["background_regions"] = busy_background(rng, spec.frame_size)
+    background, regions = textured_background(rng, spec.frame_size)
+    layout = {"objects": objects, "clutter": clutter, "background_regions": regions}
     frames = np.empty((spec.num_rendered_frames, spec.frame_size, spec.frame_size, 3), np.uint8)
     for f in range(spec.num_rendered_frames):
         frame = background.copy()
@@ -274,14 +204,10 @@ def render_video(rng: np.random.Generator, spec: WorldSpec):
 
 
 def _rgb(thing: dict) -> tuple:
-    if "colour" in thing:
-        return COLOURS[thing["colour"]]
-    if "clutter_colour" in thing:
-        return CLUTTER_COLOURS[thing["clutter_colour"]]
-    return (thing["grey"],) * 3
+    return COLOURS[thing["colour"]] if "colour" in thing else CLUTTER_COLOURS[thing["clutter_colour"]]
 
 
-def _options_for(rng, qtype, target, objects, shapes=SHAPES):
+def _options_for(rng, qtype, target, objects, shapes):
     """(problem text, 4 option texts with the correct one first) for a question about `target`; `shapes`: the
     world's object shapes (WorldSpec.shapes)."""
     others = [o for o in objects if o is not target]
@@ -305,20 +231,20 @@ def _options_for(rng, qtype, target, objects, shapes=SHAPES):
     return "Which of these objects appears in the video?", texts
 
 
-def make_questions(rng, video_id: str, rel_path: str, layout, spec: WorldSpec | None = None) -> list[dict]:
-    """The original world: one Video-R1 multiple-choice item per object of the video, each of a random question
-    type. The busy world: `spec.questions_per_video` items (busy_questions)."""
-    if spec is not None and not spec.is_original:
-        return busy_questions(rng, video_id, rel_path, layout, spec)
-    items = []
-    for k, target in enumerate(layout["objects"]):
+def make_questions(rng, video_id: str, rel_path: str, layout, spec: WorldSpec) -> list[dict]:
+    """`spec.questions_per_video` Video-R1 multiple-choice items, each about another object of the video and of a
+    question type drawn uniformly from QUESTION_TYPES."""
+    objects, asked, items = layout["objects"], set(), []
+    for q in range(spec.questions_per_video):
         qtype = QUESTION_TYPES[int(rng.integers(len(QUESTION_TYPES)))]
-        problem, texts = _options_for(rng, qtype, target, layout["objects"])
-        items.append(_item(rng, f"{video_id}_q{k}", rel_path, problem, texts, qtype, k))
+        k = int(rng.choice([k for k in range(len(objects)) if k not in asked]))
+        asked.add(k)
+        problem, texts = _options_for(rng, qtype, objects[k], objects, spec.shapes)
+        items.append(_item(rng, f"{video_id}_q{q}", rel_path, problem, texts, qtype, k))
     return items
 
 
-def _item(rng, problem_id, rel_path, problem, texts, qtype, target, targets=None) -> dict:
+def _item(rng, problem_id, rel_path, problem, texts, qtype, target) -> dict:
     """A Video-R1 multiple-choice item; `texts` has the correct option first, the letters are shuffled."""
     order = rng.permutation(4)
     item = {
@@ -330,89 +256,29 @@ def _item(rng, problem_id, rel_path, problem, texts, qtype, target, targets=None
         "solution": f"<answer>{LETTERS[int(np.where(order == 0)[0][0])]}</answer>",
         "path": rel_path,
         "question_type": qtype,  # kit extension: lets tables break accuracy down by type
-        "target_object": target,  # kit extension: index into the layout's objects (None: a counting question)
+        "target_object": target,  # kit extension: index into the layout's objects
     }
-    if targets is not None:
-        item["target_objects"] = targets  # kit extension: every object the question is about (counting, temporal)
     return item
 
 
-def first_sampled_frame(cells: list[int], spec: WorldSpec) -> int | None:
-    """Index of the first sampled frame that shows an object (None: never sampled)."""
-    seen = [j for j, f in enumerate(uniform_frame_indices(spec.num_rendered_frames, spec.num_sampled_frames))
-            if cells[f] >= 0]
-    return seen[0] if seen else None
-
-
-def busy_questions(rng, video_id: str, rel_path: str, layout, spec: WorldSpec) -> list[dict]:
-    """`spec.questions_per_video` items of types drawn from `spec.question_types`; a binding type only about an
-    object whose named attribute is unique in the video (so the question is well posed), no object asked twice,
-    no count asked twice; a type with no such object left is drawn again."""
-    objects = layout["objects"]
-    colour_count = {c: sum(o["colour"] == c for o in objects) for c in COLOURS}
-    shape_count = {s: sum(o["shape"] == s for o in objects) for s in spec.shapes}
-    asked, counted, items = set(), set(), []
-    for _ in range(1000):  # a type without a candidate is drawn again; 1000 draws without enough questions is a bad spec
-        if len(items) == spec.questions_per_video:
-            return items
-        if spec.question_weights is None:
-            qtype = spec.question_types[int(rng.integers(len(spec.question_types)))]
-        else:
-            weights = np.array(spec.question_weights)
-            qtype = spec.question_types[int(rng.choice(len(weights), p=weights / weights.sum()))]
-        free = [k for k in range(len(objects)) if k not in asked]
-        if qtype in ("count_colour", "count_shape"):
-            count = colour_count if qtype == "count_colour" else shape_count
-            answer = int(rng.integers(len(COUNT_WORDS)))  # 0..3, equally often (3 + 2 + 1 objects, absent values)
-            values = sorted(v for v, n in count.items() if n == answer and (qtype, v) not in counted)
-            if not values:
-                continue
-            value = str(rng.choice(values))
-            counted.add((qtype, value))
-            texts = [COUNT_WORDS[answer]] + [w for w in COUNT_WORDS if w != COUNT_WORDS[answer]]
-            key = "colour" if qtype == "count_colour" else "shape"
-            targets = [k for k, o in enumerate(objects) if o[key] == value]
-            items.append(_item(rng, f"{video_id}_q{len(items)}", rel_path, f"How many {value} objects are there?", texts,
-                               qtype, None, targets))
-            continue
-        if qtype == "appears_first":
-            firsts = {k: first_sampled_frame(o["cells"], spec) for k, o in enumerate(objects)}
-            by_first = {}
-            for k in rng.permutation(len(objects)):
-                by_first.setdefault(firsts[int(k)], int(k))  # one object per first frame
-            if len(by_first) < 4 or "appears_first" in counted:
-                continue
-            picks = [by_first[f] for f in sorted(rng.choice(sorted(by_first), 4, replace=False))]  # earliest first
-            counted.add("appears_first")
-            texts = [f"{objects[k]['colour']} {objects[k]['shape']}" for k in picks]
-            items.append(_item(rng, f"{video_id}_q{len(items)}", rel_path, "Which of these objects appears first?",
-                               texts, qtype, picks[0], picks))
-            continue
-        if qtype == "colour_of_shape":
-            free = [k for k in free if shape_count[objects[k]["shape"]] == 1]
-        elif qtype == "shape_of_colour":
-            free = [k for k in free if colour_count[objects[k]["colour"]] == 1]
-        if not free:
-            continue
-        k = int(rng.choice(free))
-        asked.add(k)
-        problem, texts = _options_for(rng, qtype, objects[k], objects, spec.shapes)
-        items.append(_item(rng, f"{video_id}_q{len(items)}", rel_path, problem, texts, qtype, k))
-    raise ValueError(f"questions_per_video: {spec.questions_per_video} questions of types {list(spec.question_types)} "
-                     f"cannot be asked about {video_id} (a binding type has one candidate per video)")
+def split_rng(seed: int, split: str) -> np.random.Generator:
+    """The generator of one split: seeded by `seed` and the bytes of the split's name (a stable mix, unlike Python's
+    salted hash()), so "test" draws the same videos whether or not "train" is rendered too."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(split.encode())))
 
 
 def build_world(out_dir, seed: int, num_videos: dict[str, int], spec: WorldSpec | None = None,
                 workers: int | None = None) -> dict:
     """Render every split into `out_dir`: videos/*.mp4, <split>.json (Video-R1) and <split>_layout.json.
-    Layouts and frames are drawn in order from one seeded generator per split; the MP4 encoding, most of the
-    time, runs in `workers` processes (default: one per CPU), which changes no byte of the output."""
+    Layouts and frames are drawn in order from one generator per split, seeded by `seed` and the split's name
+    (split_rng), so a split's videos do not depend on which other splits are rendered with it; the MP4 encoding,
+    most of the time, runs in `workers` processes (default: one per CPU), which changes no byte of the output."""
     spec = spec or WorldSpec()
     out_dir = Path(out_dir)
     summary = {}
     with ProcessPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        for split_index, (split, count) in enumerate(num_videos.items()):
-            rng = np.random.default_rng([seed, split_index])
+        for split, count in num_videos.items():
+            rng = split_rng(seed, split)
             items, layouts = [], {}
             pending = deque()  # encodings in flight, bounded so that few rendered videos wait in memory
             for i in tqdm(range(count), desc=f"render {split}", mininterval=2):

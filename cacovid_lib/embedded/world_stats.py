@@ -9,8 +9,8 @@ import numpy as np
 
 from cacovid_lib.data.schema import asked_objects, asked_token_mask, load_items
 from cacovid_lib.data.video_io import read_video, uniform_frame_indices
-from cacovid_lib.embedded.world import WorldSpec, frame_cells, token_labels
-from cacovid_lib.io_utils import KitInputError, read_json
+from cacovid_lib.embedded.world import WorldSpec, frame_cells, read_world_spec, token_labels
+from cacovid_lib.io_utils import read_json
 
 
 def question_token_shares(items: list[dict], layouts: dict, num_frames: int, spec: WorldSpec) -> np.ndarray:
@@ -40,14 +40,11 @@ def adjacent_cell_similarity(frames: np.ndarray, grid: int, tolerance: float = 8
     return float(same.mean()), float(cos.mean())
 
 
-def world_stats(world_dir, split: str = "test", num_frames: int | None = None, pixel_videos: int = 50) -> dict:
+def world_stats(world_dir, split: str, num_frames: int, pixel_videos: int = 50) -> dict:
     """A flat dict of the world's statistics on `split` (ground truth; the pixel similarity decodes the first
-    `pixel_videos` videos). num_frames: frames the video LLM samples (default: the spec's num_sampled_frames)."""
+    `pixel_videos` videos). num_frames: frames the video LLM samples."""
     root = Path(world_dir)
-    if not (root / "world_spec.json").is_file():
-        raise KitInputError(f"{root}: no world_spec.json (is this a world built by build_world?)")
-    spec = WorldSpec(**read_json(root / "world_spec.json"))
-    num_frames = num_frames or spec.num_sampled_frames
+    spec = read_world_spec(root)
     items = load_items(root / f"{split}.json")
     layouts = read_json(root / f"{split}_layout.json")
     tokens = num_frames * spec.grid * spec.grid
@@ -55,7 +52,7 @@ def world_stats(world_dir, split: str = "test", num_frames: int | None = None, p
     object_asks = [(it, k) for it in items for k in asked_objects(it)]
     seen = np.array([visible_frames(layouts[it["path"]]["objects"][k]["cells"], num_frames, spec) for it, k in object_asks])
     every_seen = np.array([visible_frames(o["cells"], num_frames, spec) for lay in layouts.values() for o in lay["objects"]])
-    things = np.array([len(lay["objects"]) + len(lay["clutter"]) + lay.get("background_regions", 1) for lay in layouts.values()])
+    things = np.array([len(lay["objects"]) + len(lay["clutter"]) + lay["background_regions"] for lay in layouts.values()])
     on_screen = np.array([np.mean([sum(o["cells"][f] >= 0 for o in lay["objects"] + lay["clutter"])
                                    for f in uniform_frame_indices(spec.num_rendered_frames, num_frames)])
                           for lay in layouts.values()])  # things on screen per sampled frame

@@ -40,7 +40,7 @@ def token_loss(per_decision: torch.Tensor, actions: torch.Tensor) -> torch.Tenso
 
 def kl_to_uniform(logp_new: torch.Tensor) -> torch.Tensor:
     """k3 estimate of KL(π_θ || Bernoulli(0.5)) on the taken actions: r - log r - 1, r = 0.5 / π_θ(a)."""
-    log_r = torch.log(torch.tensor(0.5)) - logp_new
+    log_r = torch.log(torch.tensor(0.5, device=logp_new.device)) - logp_new
     return (torch.exp(log_r) - log_r - 1).mean()
 
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import nn
@@ -109,6 +111,32 @@ def scores(logits: torch.Tensor) -> torch.Tensor:
 def action_logprobs(logits: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """log π(a) for Bernoulli keep/drop logits (..., 2) and 0/1 actions (...)."""
     return torch.log_softmax(logits.float(), dim=-1).gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+
+# ---- training: the optimiser and its learning-rate schedule -----------------------------------------
+def cosine_schedule(step: int, steps: int, warmup: int = 0, floor: float = 0.0, peak: float = 1.0,
+                    cycling: bool = False) -> float:
+    """The learning rate after `step` scheduler steps, as a share of `peak` (peak=1: a LambdaLR multiplier): a linear
+    warm-up over the first `warmup` steps (peak · (step + 1) / warmup), then one half-cosine from peak down to
+    peak · floor over the remaining steps - warmup, held there after `steps`; cycling=True: not held, it keeps
+    cycling (period 2 · (steps - warmup))."""
+    if steps <= warmup:
+        raise KitInputError(f"cosine schedule: {steps} steps leave nothing after a warm-up of {warmup}")
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    done = (step if cycling else min(step, steps)) - warmup
+    cosine = 0.5 * (1 + math.cos(math.pi * done / (steps - warmup)))
+    return peak * (cosine if floor == 0 else floor + (1 - floor) * cosine)
+
+
+def policy_optimizer(policy: nn.Module, lr: float, layer_lr_scale: float, weight_decay: float, schedule: Callable[[int], float]):
+    """AdamW over the policy's two parameter groups (§2): the heads at `lr`, the copied decoder layer (`layers.*`) at
+    lr · layer_lr_scale; with a LambdaLR whose multiplier after s steps is schedule(s). -> (optimizer, scheduler)."""
+    layer = [p for n, p in policy.named_parameters() if n.startswith("layers.")]
+    heads = [p for n, p in policy.named_parameters() if not n.startswith("layers.")]
+    opt = torch.optim.AdamW([{"params": heads, "lr": lr}, {"params": layer, "lr": lr * layer_lr_scale}],
+                            weight_decay=weight_decay)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
 
 
 # ---- checkpoints: the policy only ------------------------------------------------------------------

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from cacovid_lib.io_utils import KitInputError
-from cacovid_lib.method.selection import clip_max_probability, clip_max_probability_over_rollouts
+from cacovid_lib.method.selection import clip_max_probability, clip_max_probability_over_rollouts, density_peak_scores
 
 
 @dataclass
@@ -46,18 +46,12 @@ def tokens_per_frame(sample_rate: float, hw: int) -> int:
     return max(round(sample_rate * hw), 1)
 
 
-def density_peak_scores(x: torch.Tensor, generator=None) -> torch.Tensor:
-    """Density-peak score ρ·δ of each row of x (n, D), as the release computes it: distances are
-    Euclidean / √D; ρ = exp(-mean d² to the 4 nearest rows, the row itself included); δ = distance to
-    the nearest row of higher density (the largest distance for the densest row)."""
-    n = x.shape[0]
+def release_density_peaks(x: torch.Tensor, generator=None) -> torch.Tensor:
+    """Density-peak score ρ·δ of each row of x (n, D), as the release computes it (selection.density_peak_scores):
+    distances are Euclidean / √D; ρ from the 4 nearest rows, the row itself included; ties broken by a random
+    nudge from `generator`. -> (n,)."""
     dist = torch.cdist(x.float(), x.float()) / x.shape[-1] ** 0.5  # (n, n)
-    nearest = dist.topk(min(4, n), dim=-1, largest=False).values  # (n, 4)
-    density = torch.exp(-(nearest**2).mean(-1))
-    density = density + torch.rand(n, generator=generator) * 1e-6  # break ties, as the release does
-    higher = density[None, :] > density[:, None]  # (n, n): column j denser than row i
-    delta = torch.where(higher, dist, dist.max()).min(dim=-1).values
-    return delta * density
+    return density_peak_scores(dist, 4, include_self=True, ties="jitter", generator=generator)
 
 
 def group_lengths(n: int, num_groups: int) -> list[int]:
@@ -81,7 +75,7 @@ def grouped_rank_band_sample(scores: torch.Tensor, k: int, num_rollouts: int, sa
     cap = max(min(max_group_prob / num_groups, 0.9), 0.1) if num_groups > 1 else 1.0
     group_p = clip_max_probability(group_p, cap)
     m = hw // num_groups
-    masks = torch.zeros(num_rollouts, hw, dtype=torch.bool)
+    masks = torch.zeros(num_rollouts, hw, dtype=torch.bool, device=scores.device)
     masks[0, order[:k]] = True
     picks = torch.multinomial(group_p, num_rollouts - 1, replacement=True, generator=generator) if num_rollouts > 1 else []
     for row, g in enumerate(picks, start=1):
@@ -98,7 +92,9 @@ def independent_bernoulli_sample(probs: torch.Tensor, num_rollouts: int, generat
     """Token-mode masks of the paper's convergence baseline: every token kept with its own probability π(keep),
     independently per token and rollout: (N,) probabilities -> (num_rollouts, N) bool. No rank bands, no clipping,
     no budget (a row keeps any number of tokens) and no deterministic rollout 0."""
-    return torch.rand(num_rollouts, probs.shape[0], generator=generator) < probs.float()  # (G_token, N)
+    draws = torch.rand(num_rollouts, probs.shape[0], generator=generator,
+                       device=generator.device if generator is not None else probs.device)
+    return draws.to(probs.device) < probs.float()  # (G_token, N)
 
 
 def frame_distributions(frame_scores: torch.Tensor, num_rollouts: int, frame_clipping: str = "kit") -> torch.Tensor:
@@ -135,9 +131,9 @@ def sample_rollouts(token_scores: torch.Tensor, frame_scores: torch.Tensor, raw_
     raw = raw_video.view(t, hw, -1)
 
     # content: per frame, the k density peaks of the raw tokens
-    content = torch.zeros(counts["content"], n, dtype=torch.bool)  # (0 or 1, N)
+    content = torch.zeros(counts["content"], n, dtype=torch.bool, device=raw_video.device)  # (0 or 1, N)
     for j in range(t if counts["content"] else 0):
-        top = density_peak_scores(raw[j], generator).topk(k).indices
+        top = release_density_peaks(raw[j], generator).topk(k).indices
         content[0, j * hw + top] = True
 
     if sampler == "independent":  # ablation baseline: plain Bernoulli keep/drop per token, from π_old
@@ -150,14 +146,14 @@ def sample_rollouts(token_scores: torch.Tensor, frame_scores: torch.Tensor, raw_
     # frame: frames from the frame head (clipped), then k·t density-peak tokens inside them; rollout 0 = top frames
     num_frames = min(max(math.ceil(t * frame_ratio), math.ceil(k * t / hw), 1), t)
     frame_p = frame_distributions(frame_scores, counts["frame"], frame_clipping)  # (G_frame, t)
-    frame_actions = torch.zeros(counts["frame"], t, dtype=torch.bool)
-    frame_masks = torch.zeros(counts["frame"], n, dtype=torch.bool)
+    frame_actions = torch.zeros(counts["frame"], t, dtype=torch.bool, device=frame_scores.device)
+    frame_masks = torch.zeros(counts["frame"], n, dtype=torch.bool, device=raw_video.device)
     for row in range(counts["frame"]):
         chosen = frame_scores.topk(num_frames).indices if row == 0 else \
             torch.multinomial(frame_p[row], num_frames, replacement=False, generator=generator)
         frame_actions[row, chosen] = True
         candidates = torch.nonzero(frame_actions[row].repeat_interleave(hw), as_tuple=True)[0]  # tokens of chosen frames
-        top = density_peak_scores(raw_video[candidates], generator).topk(min(k * t, candidates.numel())).indices
+        top = release_density_peaks(raw_video[candidates], generator).topk(min(k * t, candidates.numel())).indices
         frame_masks[row, candidates[top]] = True
 
     mode = [m for m in MODES for _ in range(counts[m])]  # (G,) content | token | frame

@@ -48,6 +48,30 @@ def _clip_free(p, cap, free, n):
     return out
 
 
+def density_peak_scores(dist: torch.Tensor, neighbours: int, include_self: bool = True, ties: str = "jitter",
+                        generator=None) -> torch.Tensor:
+    """Density-peak score ρ·δ of each of n points from their pairwise distances dist (n, n) (density-peaks
+    clustering with a k-nearest-neighbour density): ρ = exp(-mean d² to the `neighbours` nearest points, the point
+    itself counted among them or, include_self=False, left out); δ = distance to the nearest point of higher
+    density, the largest distance of all for the densest point. Equal densities: ties="jitter" adds a random
+    1e-6 nudge drawn from `generator` (the release's content picks), ties="index" orders them by index (exactly
+    one densest point). -> (n,)."""
+    n = dist.shape[0]
+    nearest = dist.topk(min(neighbours if include_self else neighbours + 1, n), dim=-1, largest=False).values
+    density = torch.exp(-((nearest if include_self else nearest[:, 1:]) ** 2).mean(-1))  # (n,)
+    if ties == "jitter":
+        nudge = torch.rand(n, generator=generator, device=generator.device if generator is not None else dist.device)
+        density = density + nudge.to(dist.device) * 1e-6
+        denser = density[None, :] > density[:, None]  # (n, n): point j denser than point i
+    elif ties == "index":
+        rank = density.argsort().argsort()
+        denser = rank[None, :] > rank[:, None]
+    else:
+        raise KitInputError(f"ties: {ties!r} is unknown; valid: jitter, index")
+    delta = torch.where(denser, dist, dist.max()).min(dim=-1).values  # (n,)
+    return delta * density
+
+
 def frame_budgets(frame_scores: torch.Tensor, grid, retention: float, imp_ratio: float, max_frame_ratio: float) -> torch.Tensor:
     """Per-frame counts of top-scored tokens (docs/method.md §5 steps 1-2): (t,) ints summing to
     floor(imp_ratio·ρ·t·h·w)."""
@@ -91,5 +115,5 @@ def select_tokens(frame_scores: torch.Tensor, token_scores: torch.Tensor, grid: 
     # so a frame budget above h*w (possible at high retention) left it short of N; we always fill.
     if rest > 0:
         free = torch.nonzero(~keep, as_tuple=True)[0]
-        keep[free[torch.linspace(0, free.numel() - 1, rest).round().long()]] = True
+        keep[free[torch.linspace(0, free.numel() - 1, rest, device=free.device).round().long()]] = True
     return keep

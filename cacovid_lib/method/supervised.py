@@ -8,14 +8,13 @@ not, its inputs or its capacity are the limit. Model-agnostic: the caller hands 
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from cacovid_lib.method.policy import CompressionPolicy, PolicyInputs, scores
+from cacovid_lib.method.policy import CompressionPolicy, PolicyInputs, cosine_schedule, policy_optimizer, scores
 
 
 def balanced_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -51,11 +50,7 @@ def train_supervised_policy(policy: CompressionPolicy, inputs_fn: Callable[[np.n
     """Train `policy` in place on `supervised_loss` for `steps` AdamW steps of `items_per_step` items (reshuffled each
     epoch, seeded), heads at `lr` and the copied layer at `lr · layer_lr_scale` as in the RL loop, cosine decay.
     Returns the loss per step."""
-    layer = [p for n, p in policy.named_parameters() if n.startswith("layers.")]
-    heads = [p for n, p in policy.named_parameters() if not n.startswith("layers.")]
-    opt = torch.optim.AdamW([{"params": heads, "lr": lr}, {"params": layer, "lr": lr * layer_lr_scale}],
-                            weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    opt, sched = policy_optimizer(policy, lr, layer_lr_scale, weight_decay, lambda s: cosine_schedule(s, steps))
     per_epoch = max(num_items // items_per_step, 1)
     history = []
     policy.train()

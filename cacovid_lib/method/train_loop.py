@@ -22,9 +22,9 @@ Implementation details, each tied to the method:
 11. Training health (method/health.py) joins every history row: zero-spread fractions, clipped-ratio fractions,
    entropies, KL to π_old, gradient norm before clipping, kept tokens per rollout. It is computed from detached
    values and changes no number of the training itself.
-12. Anti-collapse options, in neither the paper nor the release (docs/method.md §9 D14-D15, issue 20): an entropy
-   bonus on the token head (`entropy_weight`, 0.5 in the embedded default) and a sampling temperature on π_old's
-   token scores (`sampling_temperature`, off); both default to the release's behaviour here.
+12. Anti-collapse options against the token head's collapse, in neither the paper nor the release (docs/method.md §9
+   D14-D15): an entropy bonus on the token head (`entropy_weight`, 0.5 in the embedded default) and a sampling
+   temperature on π_old's token scores (`sampling_temperature`, off); both default to the release's behaviour here.
 """
 from __future__ import annotations
 
@@ -43,7 +43,9 @@ from cacovid_lib.method.grpo import (
     sample_rate_signal, token_loss
 )
 from cacovid_lib.method.health import bernoulli_entropy, bernoulli_kl, clip_fractions, mean_kept_tokens, zero_spread_fraction
-from cacovid_lib.method.policy import CompressionPolicy, PolicyInputs, action_logprobs, save_policy, scores
+from cacovid_lib.method.policy import (
+    CompressionPolicy, PolicyInputs, action_logprobs, cosine_schedule, policy_optimizer, save_policy, scores
+)
 from cacovid_lib.method.sampling import FRAME_CLIPPINGS, MODES, SAMPLERS, sample_rollouts
 
 LR_SCHEDULES = ("cosine", "release_cycling")
@@ -66,7 +68,7 @@ class PolicyTrainConfig:
     eps_low: float = 0.2  # clip range of the ratio, below
     eps_high: float = 0.28  # clip range of the ratio, above
     kl_weight: float = 0.0  # weight of KL to Bernoulli(0.5) (release: 0)
-    # ---- anti-collapse measures (not in the paper or the release; issue 20's diagnosis, docs/recipe-findings.md) ----
+    # ---- anti-collapse measures, in neither the paper nor the release (docs/method.md D14-D15); off by default ----
     entropy_weight: float = 0.0  # entropy bonus: the loss subtracts this x the token head's mean Bernoulli entropy
     sampling_temperature: float = 1.0  # token-mode rollouts rank and draw from π_old's scores / this (> 1: flatter);
     # the loss's ratios keep the untempered π_old
@@ -100,6 +102,20 @@ class PolicyTrainConfig:
     reward_max_new_tokens: int = 8
 
     def __post_init__(self):
+        # field -> (low, high, low open, high open): each number's range; a wrong one is one line naming the field
+        ranges = {"steps": (1, None, False, False), "items_per_step": (1, None, False, False),
+                  "num_iter_for_item": (1, None, False, False), "group_size": (1, None, False, False),
+                  "max_group_prob": (0, None, True, False), "frame_ratio": (0, 1, True, False),
+                  "eps_low": (0, 1, False, True), "eps_high": (0, None, False, False), "kl_weight": (0, None, False, False),
+                  "lr": (0, None, True, False), "layer_lr_scale": (0, None, False, False),
+                  "weight_decay": (0, None, False, False), "grad_clip": (0, None, True, False), "seed": (0, None, False, False),
+                  "checkpoint_every": (0, None, False, False)}
+        for name, (low, high, low_open, high_open) in ranges.items():
+            value = getattr(self, name)
+            if value < low or (low_open and value == low) or (high is not None and (value > high or high_open and value == high)):
+                allowed = f"{'more than' if low_open else 'at least'} {low}" if high is None else \
+                    f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+                raise KitInputError(f"{name}: {value!r} must be {allowed}")
         self.sampling_modes = (self.sampling_modes,) if isinstance(self.sampling_modes, str) else tuple(self.sampling_modes)
         unknown = [m for m in self.sampling_modes if m not in MODES]
         if unknown:
@@ -183,25 +199,22 @@ def lr_factor(step: int, steps: int, num_iter_for_item: int, schedule: str = "co
     but stepped once per iteration, and not stopped at its end, so it keeps cycling between 1 and 0."""
     if schedule == "release_cycling":
         period = max(steps // num_iter_for_item, 1)  # the scheduler's length: one step per item batch
-        return 0.5 * (1 + math.cos(math.pi * step / period))
-    return 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+        return cosine_schedule(step, period, cycling=True)
+    return cosine_schedule(step, steps)
 
 
 def make_optimizer(policy: CompressionPolicy, cfg: PolicyTrainConfig):
-    """AdamW with the copied layer at a tenth of the heads' learning rate, cosine schedule (cfg.lr_schedule)."""
-    layer = [p for n, p in policy.named_parameters() if n.startswith("layers.")]
-    heads = [p for n, p in policy.named_parameters() if not n.startswith("layers.")]
-    opt = torch.optim.AdamW([{"params": heads, "lr": cfg.lr}, {"params": layer, "lr": cfg.lr * cfg.layer_lr_scale}],
-                            weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, cfg.steps, cfg.num_iter_for_item, cfg.lr_schedule))
-    return opt, sched
+    """AdamW with the copied layer at cfg.layer_lr_scale of the heads' learning rate, cosine schedule
+    (cfg.lr_schedule): policy.policy_optimizer."""
+    return policy_optimizer(policy, cfg.lr, cfg.layer_lr_scale, cfg.weight_decay,
+                            lambda s: lr_factor(s, cfg.steps, cfg.num_iter_for_item, cfg.lr_schedule))
 
 
 def token_decisions(token_logits, old_token_logits, memory):
     """An item's token-mode memory as decisions: actions (M_tok, N), advantages (M_tok,), log π_θ and log π_old of
     the actions (M_tok, N). token logits (N, 2)."""
     tok_actions = torch.stack(memory["token_masks"])  # (M_tok, N)
-    tok_adv = group_advantages(torch.tensor(memory["token_rewards"]))  # (M_tok,)
+    tok_adv = group_advantages(torch.tensor(memory["token_rewards"], device=token_logits.device))  # (M_tok,)
     logp_new = action_logprobs(token_logits.expand(len(tok_actions), -1, -1), tok_actions)  # (M_tok, N)
     logp_old = action_logprobs(old_token_logits.expand(len(tok_actions), -1, -1), tok_actions)
     return tok_actions, tok_adv, logp_new, logp_old
@@ -213,7 +226,7 @@ def item_loss(token_logits, frame_logits, old_token_logits, old_frame_logits, me
     loss = token_loss(clipped_objective(logp_new, logp_old, tok_adv, cfg.eps_low, cfg.eps_high), tok_actions)
     if memory["frame_actions"]:
         fr_actions = torch.stack(memory["frame_actions"])  # (M_frame, t)
-        fr_adv = group_advantages(torch.tensor(memory["frame_rewards"]))
+        fr_adv = group_advantages(torch.tensor(memory["frame_rewards"], device=frame_logits.device))
         fr_new = action_logprobs(frame_logits.expand(len(fr_actions), -1, -1), fr_actions)
         fr_old = action_logprobs(old_frame_logits.expand(len(fr_actions), -1, -1), fr_actions)
         loss = loss + clipped_objective(fr_new, fr_old, fr_adv, cfg.eps_low, cfg.eps_high).mean()
@@ -273,7 +286,7 @@ def train_policy(policy, inputs_fn: InputsFn, reward_fn: RewardFn, num_items: in
                 memory[b]["frame_rewards"] += rew[fr].tolist()
                 for mode in cfg.sampling_modes:
                     record[f"reward_{mode}"] += float(rew[modes == mode].mean()) / len(idx)
-                signal = sample_rate_signal(rew[tok], torch.tensor(memory[b]["token_rewards"]), cfg.sample_rate_schedule)
+                signal = sample_rate_signal(rew[tok], torch.tensor(memory[b]["token_rewards"], device=rew.device), cfg.sample_rate_schedule)
                 next_rates[b] = adapt_sample_rate(rates[b], signal, floor=cfg.min_sample_rate, cap=cfg.max_sample_rate)
                 state.sample_rates[int(idx[b])] = next_rates[b]
             health = iteration_health(rewards, np.array(rolls[0].mode), masks)

@@ -41,9 +41,9 @@ class VideoLLM:
 
     Who calls what:
     - video encoding (`encode_videos`): preprocess, encode_video
-    - the policy (pipeline.policy_training, compare.cacovid): language_model, prompt, policy_inputs
+    - the policy (stages.policy_training, compare.cacovid): language_model, prompt, policy_inputs
     - rewards (models.rewards): prompt, option_logprobs, generate
-    - evaluation, baselines, efficiency, audit (compare/, pipeline.benchmark_eval): prompt, assemble,
+    - evaluation, baselines, efficiency, audit (compare/, cli.benchmark_eval): prompt, assemble,
       forward_sequences, left_padded, option_logprobs, score_options, option_logprobs_pruned_inside,
       forward_pruned_inside, decode_greedy, generate
     - the small video LLM's training (embedded.small_vlm): continuation_logprobs (with gradients)

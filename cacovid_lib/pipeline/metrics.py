@@ -74,7 +74,7 @@ def with_interval(name: str, accuracy: float, low: float, high: float, sd: float
 
 # ---- one builder per stage -------------------------------------------------------------------------------
 def policy_metrics(table: pd.DataFrame, full: dict, num_test: int, imp_ratio: float, cost: dict) -> dict:
-    """policy.json (stage 06) from compare.cacovid.retention_table's (table, full) and selection_cost's dict."""
+    """policy.json (stage evaluate_policy) from compare.cacovid.retention_table's (table, full) and selection_cost's dict."""
     out = {**with_interval("accuracy_full", full["accuracy"], full["ci_low"], full["ci_high"]), "num_test": num_test,
            "imp_ratio": imp_ratio, **cost}
     for r, row in table.iterrows():
@@ -85,7 +85,7 @@ def policy_metrics(table: pd.DataFrame, full: dict, num_test: int, imp_ratio: fl
 
 
 def benchmark_metrics(table: pd.DataFrame, num_test: int, ratios=HEADLINE_RATIOS) -> dict:
-    """benchmark.json (stage 07) from compare.benchmark.main_table: the all-token accuracy, every method's accuracy
+    """benchmark.json (stage benchmark) from compare.benchmark.main_table: the all-token accuracy, every method's accuracy
     with its interval (and sd over seeds) at the headline ratios, and CaCoVID's share of the upper bound and its
     margin over the best other method there."""
     rows = table if "seed" not in table else table[table["seed"].isin(["", "mean"])]
@@ -109,7 +109,7 @@ def benchmark_metrics(table: pd.DataFrame, num_test: int, ratios=HEADLINE_RATIOS
 
 
 def efficiency_metrics(table: pd.DataFrame, flops: pd.DataFrame, retention: float) -> dict:
-    """efficiency.json (stage 07) from compare.benchmark.efficiency_table and the analytic FLOPs table."""
+    """efficiency.json (stage benchmark) from compare.benchmark.efficiency_table and the analytic FLOPs table."""
     by_method = table.set_index("method")
     out = {"retention": retention, "full_prefill_ms": by_method.loc["All tokens", "prefill_ms"]}
     out.update({f"{metric_name(m)}_selection_ms": v for m, v in by_method["selection_ms"].drop("All tokens").items()})
@@ -126,18 +126,18 @@ def efficiency_metrics(table: pd.DataFrame, flops: pd.DataFrame, retention: floa
 
 
 def audit_metrics(table: pd.DataFrame, num_items: int) -> dict:
-    """audit.json (stage 08) from compare.audit.rank_agreement: `<score>_<column>` for every cell."""
+    """audit.json (stage audit) from compare.audit.rank_agreement: `<score>_<column>` for every cell."""
     return flat({"num_items": num_items, **{f"{name}_{col}": v for name, row in table.iterrows() for col, v in row.items()}})
 
 
 def ablation_metrics(tables: dict[str, pd.DataFrame]) -> dict:
-    """ablations.json (stage 09) from pipeline.ablations' tables: `<ablation>_<variant>_<column>` for every cell."""
+    """ablations.json (stage ablations) from stages.ablations' tables: `<ablation>_<variant>_<column>` for every cell."""
     return flat({f"{metric_name(ablation)}_{metric_name(variant)}_{col}": v
                  for ablation, table in tables.items() for variant, row in table.iterrows() for col, v in row.items()})
 
 
 def upper_bound_metrics(table: pd.DataFrame, num_test: int) -> dict:
-    """policy_upper_bound.json (stage 12) from pipeline.policy_upper_bound.selection_table: `<policy>_<column>_<at_r>`
+    """policy_upper_bound.json (stage policy_upper_bound) from stages.policy_upper_bound.selection_table: `<policy>_<column>_<at_r>`
     for the accuracy (with its interval) and the object coverage of every policy x retention ratio."""
     out: dict = {"num_test": num_test}
     for _, row in table.iterrows():

@@ -4,14 +4,21 @@ A notebook receives its block as a plain dict through papermill and turns it int
 
     p = parse(BenchmarkParams, benchmark, "benchmark")      # a bad key or value: one KitInputError line naming it
 
+Each dataclass's defaults are the embedded recipe: params.yaml sets only what a reader needs to see or what differs,
+and a notebook run by hand parses `{}` (or a small labelled smoke override) with the same dataclass. Values are
+checked for their range too (`check_ranges`: a step count of 0, a retention ratio of 1.5), each error one line naming
+the key.
+
 The training recipes are the library's own dataclasses (embedded.small_vlm.SmallVLMConfig / VLMTrainConfig,
-method.train_loop.PolicyTrainConfig, embedded.world.WorldSpec): a stage block carries them as sub-blocks that the
-notebook parses with the same `parse` (`parse(PolicyTrainConfig, p.train, "policy.train")`); they are not repeated
-here, and this module imports no other part of the kit, so that a stage's code deps stay its own (code_deps.py).
+method.train_loop.PolicyTrainConfig, embedded.world.WorldSpec) and the methods' settings the registry's
+(compare.registry.MethodSettings): a stage block carries them as blocks or sub-blocks that the notebook parses with
+the same `parse` (`parse(PolicyTrainConfig, p.train, "policy.train")`); they are not repeated here, and this module
+imports no other part of the kit, so that a stage's code deps stay its own (code_deps.py).
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -34,6 +41,57 @@ def read_params(path) -> dict:
     if not isinstance(data, dict):
         raise KitInputError(f"{path}: expected a mapping of blocks, got {type(data).__name__}")
     return data
+
+
+@dataclass(frozen=True)
+class Range:
+    """An allowed interval of a number (or of each number of a list): low/high None for unbounded."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value) -> bool:
+        return not ((self.low is not None and (value < self.low or (self.low_open and value == self.low))) or
+                    (self.high is not None and (value > self.high or (self.high_open and value == self.high))))
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'more than' if self.low_open else 'at least'} {self.low:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+COUNT = Range(1)
+"""steps, items, repeats: at least 1"""
+SEED = Range(0)
+RATIO = Range(0, 1, low_open=True)
+"""retention ratios and shares: in (0, 1]"""
+POSITIVE = Range(0, low_open=True)
+COSINE = Range(-1, 1)
+
+
+def check_ranges(obj, **ranges: Range) -> None:
+    """For __post_init__: each named field (a number, or a non-empty list of numbers) lies in its Range, else one
+    KitInputError line `field: value must be in RANGE` (parse puts the block's name in front: `benchmark.field`)."""
+    for name, allowed in ranges.items():
+        value = getattr(obj, name)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if isinstance(value, (list, tuple)) and not value:
+            raise KitInputError(f"{name}: needs at least one value")
+        for i, v in enumerate(values):
+            if v not in allowed:
+                key = f"{name}[{i}]" if isinstance(value, (list, tuple)) else name
+                raise KitInputError(f"{key}: {v!r} must be {allowed}")
+
+
+def _yaml_number_hint(value: str) -> str | None:
+    """'1e-3' -> '1.0e-3': YAML reads a number in exponent form as text unless it has a dot and a signed exponent."""
+    match = re.fullmatch(r"([-+]?[0-9]+)(\.[0-9]*)?[eE]([-+]?)([0-9]+)", value.strip())
+    if not match:
+        return None
+    whole, frac, sign, exponent = match.groups()
+    return f"{whole}{frac if frac and len(frac) > 1 else '.0'}e{sign or '+'}{exponent}"
 
 
 def _check_value(value, hint, where: str):
@@ -62,6 +120,9 @@ def _check_value(value, hint, where: str):
             raise KitInputError(f"{where}: expected a mapping, got {value!r}")
         return dict(value)
     if hint is float:
+        if isinstance(value, str) and _yaml_number_hint(value):
+            raise KitInputError(f"{where}: {value!r} is text to YAML (a number needs a dot and a signed exponent); "
+                                f"write {_yaml_number_hint(value)}")
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise KitInputError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -86,13 +147,20 @@ def parse(cls, data, where: str):
     unknown = sorted(set(data) - fields)
     if unknown:
         raise KitInputError(f"{where}.{unknown[0]}: unknown parameter; valid: {', '.join(sorted(fields))}")
+    not_here = sorted(set(data) & {f.name for f in dataclasses.fields(cls) if "set_by" in f.metadata})
+    if not_here:
+        field_ = cls.__dataclass_fields__[not_here[0]]
+        raise KitInputError(f"{where}.{not_here[0]}: not a parameter here; {field_.metadata['set_by']}")
     kwargs = {k: _check_value(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)
-    except KitInputError as err:
-        raise KitInputError(f"{where}: {err}") from None
-    except (TypeError, ValueError) as err:
-        raise KitInputError(f"{where}: {err}") from None
+    except (KitInputError, TypeError, ValueError) as err:
+        message = str(err)
+        # "steps: ..." or "ratios[0]: ..." from the dataclass's own checks names one of its fields: where.steps
+        named = re.match(r"(\w+)[\[:]", message)
+        if named and named.group(1) in fields:
+            raise KitInputError(f"{where}.{message}") from None
+        raise KitInputError(f"{where}: {message}") from None
 
 
 def to_dict(cfg) -> dict:
@@ -100,7 +168,7 @@ def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
-# ---- one dataclass per params.yaml block ---------------------------------------------------------------
+# ---- one dataclass per params.yaml block: its defaults are the embedded recipe ---------------------------
 @dataclass
 class SplitSizes:
     train: int = 2400
@@ -109,6 +177,9 @@ class SplitSizes:
     """videos in the validation split (every choice made on data is made here)"""
     test: int = 250
     """videos in the test split (scored once per method; nothing is tuned on it)"""
+
+    def __post_init__(self):
+        check_ranges(self, train=COUNT, val=COUNT, test=COUNT)
 
 
 @dataclass
@@ -124,13 +195,8 @@ class WorldParams:
     spec: dict = field(default_factory=dict)
     """the scene generator's knobs, parsed into embedded.world.WorldSpec (which documents each); {} = its defaults"""
 
-
-@dataclass
-class VisionPretrainingParams:
-    """`vision_pretraining`: the vision tower pretrained on the world's frames, task-agnostic (14-pretrain-vision-tower)."""
-
-    train: dict = field(default_factory=dict)
-    """recipe, parsed into embedded.vision_pretraining.VisionPretrainConfig (which documents each)"""
+    def __post_init__(self):
+        check_ranges(self, seed=SEED, num_frames=COUNT)
 
 
 @dataclass
@@ -138,19 +204,22 @@ class VLMParams:
     """`vlm`: the small video LLM (02-train-video-llm)."""
 
     model: dict = field(default_factory=dict)
-    """sizes, parsed into embedded.small_vlm.SmallVLMConfig (which documents each)"""
+    """sizes, parsed into embedded.small_vlm.SmallVLMConfig (which documents each); {} = its defaults"""
     train: dict = field(default_factory=dict)
-    """recipe, parsed into embedded.small_vlm.VLMTrainConfig (which documents each)"""
+    """recipe, parsed into embedded.small_vlm.VLMTrainConfig (which documents each); {} = its defaults"""
 
 
 @dataclass
 class VLMSeedSpreadParams:
-    """`vlm_seed_spread`: the video LLM's recipe trained again at other seeds (11-vlm-seed-spread, extras/dvc.yaml)."""
+    """`vlm_seed_spread`: the video LLM's recipe trained again at other seeds (13-vlm-seed-spread, extras/dvc.yaml)."""
 
     seeds: list[int] = field(default_factory=lambda: [1, 2])
     """seeds trained besides the pipeline's own (vlm.train.seed); each model goes to models/vlm_seeds/seed_<s>/"""
     workers: int = 2
-    """trainings run at once, each in its own process (the recipe's one torch thread each: one per core)"""
+    """trainings run at once, each in its own process (one torch thread each: one per core)"""
+
+    def __post_init__(self):
+        check_ranges(self, seeds=SEED, workers=COUNT)
 
 
 @dataclass
@@ -162,64 +231,79 @@ class EvaluateParams:
     seed: int = 0
     """seeds the random masks (per item) and the bootstrap intervals"""
 
+    def __post_init__(self):
+        check_ranges(self, random_keep_ratios=RATIO, seed=SEED)
+
 
 @dataclass
 class PolicyParams:
-    """`policy`: CaCoVID's policy training (05-train-policy)."""
+    """`policy`: CaCoVID's policy training (06-train-policy)."""
 
-    seeds: list[int] = field(default_factory=lambda: [0])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     """one policy is trained per seed (dvc.yaml: train_policy foreach), into models/policy/seed_<s>/; the evaluation
     reports their mean and spread"""
     reward: typing.Literal["multiple_choice", "generation"] = "multiple_choice"
     """multiple_choice: option-text likelihood; generation: greedy answer scored by Video-R1's rewards"""
     train: dict = field(default_factory=dict)
-    """recipe, parsed into method.train_loop.PolicyTrainConfig (which documents each)"""
+    """recipe, parsed into method.train_loop.PolicyTrainConfig (which documents each; its defaults are the method's,
+    the release's where they apply): params.yaml sets the embedded recipe's own values"""
+
+    def __post_init__(self):
+        check_ranges(self, seeds=SEED)
 
 
 @dataclass
 class EvaluatePolicyParams:
-    """`evaluate_policy`: the trained policy at every retention ratio (06-evaluate-policy)."""
+    """`evaluate_policy`: the trained policy at every retention ratio (07-evaluate-policy)."""
 
-    retention_ratios: list[float] = field(default_factory=lambda: [0.25, 0.2, 0.15, 0.1, 0.05])
+    retention_ratios: list[float] = field(default_factory=lambda: [0.25, 0.1, 0.05])
     """retention ratios scored on the test split"""
     imp_ratio_candidates: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0])
     """imp_ratio values tried on the validation split; the best is used on test and by later stages"""
     seed: int = 0
     """seeds the random baseline and the bootstrap intervals"""
-    timing_repeats: int = 20
+    timing_repeats: int = 10
     """repeats of the selection-cost timing (median after warm-up)"""
+
+    def __post_init__(self):
+        check_ranges(self, retention_ratios=RATIO, imp_ratio_candidates=RATIO, seed=SEED, timing_repeats=COUNT)
 
 
 @dataclass
 class PolicyUpperBoundParams:
     """`policy_upper_bound`: the policy network trained by supervision on the ground truth, beside the RL policies
-    (12-policy-upper-bound; issue 20's diagnosis)."""
+    (08-policy-upper-bound)."""
 
     targets: list[typing.Literal["asked", "objects"]] = field(default_factory=lambda: ["asked", "objects"])
     """what each supervised policy is taught to keep: the asked objects' tokens, or every object's tokens"""
-    steps: int = 1000
+    steps: int = 2000
     """AdamW steps of each supervised training"""
     items_per_step: int = 4
     """training questions per step"""
     lr: float = 1e-3
     """the heads' learning rate (the copied layer's: a tenth, as in the RL loop)"""
-    retention_ratios: list[float] = field(default_factory=lambda: [0.25, 0.1, 0.05])
+    retention_ratios: list[float] = field(default_factory=lambda: [0.1, 0.05])
     """retention ratios scored on the test split"""
     seed: int = 0
     """seeds the policy's initialisation, the batches and the bootstrap intervals"""
 
+    def __post_init__(self):
+        if not self.targets:
+            raise KitInputError("targets: needs at least one value")
+        check_ranges(self, steps=COUNT, items_per_step=COUNT, lr=POSITIVE, retention_ratios=RATIO, seed=SEED)
+
 
 @dataclass
 class BenchmarkParams:
-    """`benchmark`: every method x retention ratio on the test split, and their cost (07-benchmark)."""
+    """`benchmark`: every method x retention ratio on the test split, and their cost (09-benchmark)."""
 
-    retention_ratios: list[float] = field(default_factory=lambda: [0.25, 0.2, 0.15, 0.1, 0.05])
+    retention_ratios: list[float] = field(default_factory=lambda: [0.25, 0.1, 0.05])
     """retention ratios of the sweep"""
     seed: int = 0
     """seeds the random baseline and the bootstrap intervals"""
     efficiency_ratio: float = 0.1
     """retention ratio of the efficiency table"""
-    timing_repeats: int = 20
+    timing_repeats: int = 10
     """repeats of each timing (median after warm-up)"""
     flops_frames: int = 32
     """analytic FLOPs model: LLaVA-OneVision-7B at this many frames ..."""
@@ -228,22 +312,29 @@ class BenchmarkParams:
     flops_text_tokens: int = 128
     """... plus this many text tokens"""
 
+    def __post_init__(self):
+        check_ranges(self, retention_ratios=RATIO, seed=SEED, efficiency_ratio=RATIO, timing_repeats=COUNT,
+                     flops_frames=COUNT, flops_tokens_per_frame=COUNT, flops_text_tokens=COUNT)
+
 
 @dataclass
 class AuditParams:
-    """`audit`: measured token contributions against attention and policy scores (08-audit)."""
+    """`audit`: measured token contributions against attention and policy scores (10-audit)."""
 
-    num_items: int = 40
+    num_items: int = 20
     """sampled test items (each costs one batched forward over N one-token-dropped masks)"""
-    top_k: int = 12
-    """size of the top sets compared (10% of the video tokens)"""
+    top_k: int = 29
+    """size of the top sets compared (10% of the 288 video tokens)"""
     seed: int = 0
     """which test items are sampled"""
+
+    def __post_init__(self):
+        check_ranges(self, num_items=COUNT, top_k=COUNT, seed=SEED)
 
 
 @dataclass
 class AblationsParams:
-    """`ablations`: short policy runs, one setting changed at a time, scored on validation (09-ablations)."""
+    """`ablations`: short policy runs, one setting changed at a time, scored on validation (11-ablations)."""
 
     steps: int = 150
     """steps of each short run; every other setting of the base recipe is policy.train's"""
@@ -254,39 +345,29 @@ class AblationsParams:
     imp_ratios: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
     """inference-time ablation on the main policy"""
     variants: dict = field(default_factory=dict)
-    """ablation -> variant -> overrides of the base recipe ({} = the base itself)"""
+    """ablation -> variant -> overrides of the base recipe ({} = the base itself); params.yaml lists the recipe's"""
+
+    def __post_init__(self):
+        check_ranges(self, steps=COUNT, train_items=COUNT, retention_ratios=RATIO, imp_ratios=RATIO)
+        for ablation, variants in self.variants.items():
+            if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
+                raise KitInputError(f"variants: {ablation}: expected a mapping of variant -> overrides, got {variants!r}")
 
 
-@dataclass
-class MethodParams:
-    """`methods`: the baselines' own settings, shared by the benchmark and the audit (compare/registry.py)."""
-
-    fastv_layer: int = 1
-    """FastV prunes after this LLM layer (K = layer + 1; FastV's K = 2 of 32 layers is ~6% of depth)"""
-    temporal_merge_threshold: float = 0.9
-    """cosine similarity above which a token merges into the same position of the previous frame"""
-    visionzip_dominant_share: float = 54 / 64
-    """share of VisionZip's kept tokens that are dominant (its default 54 of 64)"""
-    fastvid_segment_share: float = 0.25
-    """FastVID: at least c = share x frames segments (the paper's c = 8 of 32 frames)"""
-    fastvid_threshold: float = 0.9
-    """FastVID: adjacent frames less similar than this are cut apart (the paper's 0.9)"""
-    fastvid_salient_share: float = 0.4
-    """FastVID: share of a segment's budget kept by saliency (the paper's d = 0.4)"""
-    fastvid_anchor_interval: int = 4
-    """FastVID: density-peak anchors come from every p-th frame (the paper's p = 4)"""
-    flashvid_selected_share: float = 0.7
-    """FlashVID: share of the budget its per-frame selection keeps; the rest are merged trees (the kit's setting)"""
-    flashvid_threshold: float = 0.8
-    """FlashVID: a token links to the previous frame's most similar token at this cosine or more (the kit's setting)"""
-    holitom_threshold: float = 0.8
-    """HoliTom: a token this similar to the previous frame's is temporally redundant (the kit's setting)"""
-    vidcom2_temperature: float = 0.01
-    """VidCom²: softmax temperature of the frames' uniqueness"""
+STAGE_PARAMS = {"world": WorldParams, "vlm": VLMParams, "vlm_seed_spread": VLMSeedSpreadParams, "evaluate": EvaluateParams,
+                "policy": PolicyParams, "evaluate_policy": EvaluatePolicyParams,
+                "policy_upper_bound": PolicyUpperBoundParams, "benchmark": BenchmarkParams,
+                "methods": "cacovid_lib.compare.registry.MethodSettings", "audit": AuditParams, "ablations": AblationsParams}
+"""params.yaml block -> its dataclass (`methods`: the registry's, named, not imported, so that a stage that does not
+run the registry does not depend on it; `stage_dataclass` imports it)"""
 
 
-STAGE_PARAMS = {"world": WorldParams, "vision_pretraining": VisionPretrainingParams, "vlm": VLMParams, "vlm_seed_spread": VLMSeedSpreadParams,
-                "evaluate": EvaluateParams, "policy": PolicyParams,
-                "evaluate_policy": EvaluatePolicyParams, "policy_upper_bound": PolicyUpperBoundParams, "benchmark": BenchmarkParams, "methods": MethodParams,
-                "audit": AuditParams, "ablations": AblationsParams}
-"""params.yaml block -> its dataclass"""
+def stage_dataclass(block: str):
+    """The dataclass a params.yaml block parses into."""
+    cls = STAGE_PARAMS[block]
+    if isinstance(cls, str):
+        import importlib
+
+        module, _, name = cls.rpartition(".")
+        cls = getattr(importlib.import_module(module), name)
+    return cls

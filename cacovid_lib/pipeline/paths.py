@@ -17,7 +17,6 @@ SCRATCH = "scratch"
 
 PIPELINE_PATHS = {
     "world_dir": "data/world",
-    "vision_tower_dir": "models/vision_tower",
     "model_dir": "models/small_vlm",
     "vlm_metrics": "reports/metrics/vlm.json",
     "seed_models_dir": "models/vlm_seeds",
@@ -30,6 +29,7 @@ PIPELINE_PATHS = {
     "figures_dir": "reports/figures",
     "reports_dir": "reports",
     "report_file": "reports/README.md",
+    "readme_file": "README.md",
 }
 """notebook path parameter -> the pipeline's file or folder, relative to the project root"""
 

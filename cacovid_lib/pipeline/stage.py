@@ -10,6 +10,10 @@ A `foreach` stage (train_policy: one run per seed of `policy.seeds`) is run one 
 `python -m cacovid_lib.pipeline.stage train_policy@1`; the item is passed as the notebook parameter `seed`.
 The extra stages (extras/dvc.yaml, outside the default `dvc repro`) run the same way with `--dvc-file extras/dvc.yaml`.
 A `KitInputError` raised inside the notebook is reported as its one-line message, not a traceback.
+
+Before anything loads torch or numpy, the runner sets the CPU pins (cacovid_lib/cpu_pins.py) with params.yaml's
+`runtime.threads`; the notebook's kernel inherits them. After the notebook, each metrics file the stage declares gets
+`runtime_*` entries: the pins, the kernel level torch took, the thread count, the library versions and the CPU.
 """
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from cacovid_lib.io_utils import KitInputError, atomic_path
+from cacovid_lib.cpu_pins import apply_pins, runtime_threads
+from cacovid_lib.io_utils import KitInputError, atomic_path, read_json, write_json_atomic
 from cacovid_lib.pipeline.params import read_params
 from cacovid_lib.pipeline.paths import stage_paths
 
@@ -69,6 +74,26 @@ def stage_spec(dvc_file, stage: str) -> tuple[str, list[str]]:
     return notebook.removeprefix("./"), [p for p in spec.get("params", []) if isinstance(p, str)]
 
 
+def stage_metrics(dvc_file, stage: str) -> list[str]:
+    """The metrics files a dvc.yaml stage declares (relative to the stage's wdir, as its deps)."""
+    stages = read_params(dvc_file).get("stages", {})
+    name, _, item = stage.partition("@")
+    spec = _substitute(stages[name]["do"], item) if item else stages[name]
+    wdir = Path(dvc_file).parent / spec.get("wdir", ".")
+    return [str(wdir / (next(iter(m)) if isinstance(m, dict) else m)) for m in spec.get("metrics", [])]
+
+
+def record_runtime(metrics_files: list[str]) -> None:
+    """Add what the stage ran under (cpu_pins.runtime_record) to each of its metrics files, as `runtime_*` keys."""
+    from cacovid_lib.cpu_pins import runtime_record
+    from cacovid_lib.pipeline.metrics import flat
+
+    record = flat({"runtime": runtime_record()})  # runtime_cpu, runtime_pins_MKL_CBWR, ...: metrics stay flat
+    for path in metrics_files:
+        if Path(path).is_file():
+            write_json_atomic(path, {**read_json(path), **record})
+
+
 def stage_runs(dvc_file, params_file) -> list[str]:
     """Every stage run of dvc.yaml in its order, a foreach stage once per item (`train_policy@0`, ...); its items are
     a list or a `${block.key}` of `params_file`, as DVC resolves them."""
@@ -94,11 +119,12 @@ def stage_parameters(dvc_file, stage: str, params_file, root=".") -> tuple[str, 
     if not Path(notebook).is_file():
         raise KitInputError(f"{notebook}: notebook not found")
     item = stage.partition("@")[2]
+    names = [n for n in names if n.split(".")[0] != "runtime"]  # read by the runner itself (apply_pins), not the notebook
     return notebook, {**load_params(params_file, names), **stage_paths(notebook, root), **({"seed": int(item)} if item else {})}
 
 
 def executed_name(notebook, stage: str) -> str:
-    """The executed copy's file name: the notebook's, with a foreach item after an @ (05-train-policy@1.ipynb)."""
+    """The executed copy's file name: the notebook's, with a foreach item after an @ (06-train-policy@1.ipynb)."""
     item = stage.partition("@")[2]
     return Path(notebook).stem + (f"@{item}" if item else "") + ".ipynb"
 
@@ -132,8 +158,10 @@ def main(argv=None) -> int:
     parser.add_argument("--executed-dir", default="reports/notebooks")
     args = parser.parse_args(argv)
     try:
+        apply_pins(runtime_threads(args.params))  # before papermill's kernel (or anything here) loads torch or numpy
         notebook, parameters = stage_parameters(args.dvc_file, args.stage, args.params)
         run_notebook(notebook, parameters, args.executed_dir, name=executed_name(notebook, args.stage))
+        record_runtime(stage_metrics(args.dvc_file, args.stage))
     except KitInputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
