@@ -1,4 +1,5 @@
-"""Atomic file writes, resumable JSON-lines records, and the kit's one-line input error."""
+"""Atomic file writes, resumable JSON-lines records, the kit's one-line input error and the ranges a config's numbers
+are checked against."""
 from __future__ import annotations
 
 import json
@@ -6,12 +7,54 @@ import os
 import sys
 import tempfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 
 class KitInputError(ValueError):
     """Bad input (a file, a folder, a parameter). Its message is one line: `<path>: <problem>`."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """An allowed interval of a number (or of each number of a list): low/high None for unbounded."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value) -> bool:
+        return not ((self.low is not None and (value < self.low or (self.low_open and value == self.low))) or
+                    (self.high is not None and (value > self.high or (self.high_open and value == self.high))))
+
+    def __str__(self) -> str:
+        if self.high is None:
+            return f"{'more than' if self.low_open else 'at least'} {self.low:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+COUNT = Range(1)
+"""steps, items, repeats: at least 1"""
+SEED = Range(0)
+RATIO = Range(0, 1, low_open=True)
+"""retention ratios and shares: in (0, 1]"""
+POSITIVE = Range(0, low_open=True)
+
+
+def check_ranges(obj, **ranges: Range) -> None:
+    """For __post_init__: each named field (a number, or a non-empty list of numbers) lies in its Range, else one
+    KitInputError line `field: value must be in RANGE` (parse puts the block's name in front: `benchmark.field`)."""
+    for name, allowed in ranges.items():
+        value = getattr(obj, name)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if isinstance(value, (list, tuple)) and not value:
+            raise KitInputError(f"{name}: needs at least one value")
+        for i, v in enumerate(values):
+            if v not in allowed:
+                key = f"{name}[{i}]" if isinstance(value, (list, tuple)) else name
+                raise KitInputError(f"{key}: {v!r} must be {allowed}")
 
 
 @contextmanager

@@ -5,7 +5,7 @@
 # ---
 
 # %% [markdown]
-# # 13 · Video-token geometry
+# # 04 · Video-token geometry
 # How the small video LLM's projected video tokens are spread over the test split: the mean cosine of two
 # different objects' tokens, of an object token and a background or clutter token, and of two background or clutter
 # tokens, and each token's nearest non-object token (`cacovid_lib/compare/token_geometry.py`), beside the same measures

@@ -5,7 +5,7 @@
 # ---
 
 # %% [markdown]
-# # 04 · Blind filtering of the training set
+# # 05 · Blind filtering of the training set
 # Drops the training questions the frozen video LLM answers correctly with no video at all (docs/method.md §4):
 # they say nothing about which tokens matter. Writes the kept items in the Video-R1 JSON format.
 #

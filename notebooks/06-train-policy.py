@@ -5,7 +5,7 @@
 # ---
 
 # %% [markdown]
-# # 05 · Train the CaCoVID policy
+# # 06 · Train the CaCoVID policy
 # The combinatorial GRPO loop (`cacovid_lib/method/train_loop.py`, docs/method.md §3-4) on the blind-filtered training
 # questions, rewarded by the frozen small video LLM's answers under every sampled token combination.
 # The same training runs on several processes with

@@ -5,7 +5,7 @@
 # ---
 
 # %% [markdown]
-# # 06 · Evaluate the CaCoVID policy at any retention ratio
+# # 07 · Evaluate the CaCoVID policy at any retention ratio
 # One trained policy, every retention ratio (docs/method.md §5). `imp_ratio` (the share of the budget given to the
 # policy's per-frame top-k; the rest is an even fill) is chosen on the **validation** split from the
 # candidates in params.yaml, then the test split is scored once per ratio, against random selection.

@@ -5,7 +5,7 @@
 # ---
 
 # %% [markdown]
-# # 12 · The policy network's supervised upper bound
+# # 08 · The policy network's supervised upper bound
 # Can the policy network find what the question asks about at all? The same network as CaCoVID's policy (a copy of
 # the LLM's first layer run bidirectionally, the same token and frame heads, the same inputs) is trained by plain
 # supervision (`cacovid_lib/method/supervised.py`) to score the tokens the world's ground truth names: the asked

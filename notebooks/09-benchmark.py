@@ -5,7 +5,7 @@
 # ---
 
 # %% [markdown]
-# # 07 · Benchmark: CaCoVID against every registered baseline at every retention ratio, and their cost
+# # 09 · Benchmark: CaCoVID against every registered baseline at every retention ratio, and their cost
 # Every method of the registry (`cacovid_lib/compare/registry.py` names each method's paper and simplifications)
 # selects exactly `floor(ρ·N)` video tokens from the same inputs. The test split is scored once per method and
 # ratio; no method is tuned on it (CaCoVID's `imp_ratio` was chosen on validation by stage evaluate_policy; the baselines use

@@ -5,7 +5,7 @@
 # ---
 
 # %% [markdown]
-# # 08 · Contribution vs attention: which tokens actually answer the question?
+# # 10 · Contribution vs attention: which tokens actually answer the question?
 # The paper's motivation (its Fig. 1): the tokens that receive attention are not the tokens that contribute to a
 # correct answer. For sampled test items we measure each video token's contribution directly (drop it and see
 # how much the probability of the correct option falls) and compare it with the scores methods rank by: the

@@ -5,7 +5,7 @@
 # ---
 
 # %% [markdown]
-# # 09 · Ablations: one setting changed at a time
+# # 11 · Ablations: one setting changed at a time
 # Short policy trainings from the same seed, each differing from a base recipe (the main policy's, `policy.train`,
 # with `ablations.steps` steps) in one setting (the paper's ablations: sampling modes, grouped rank-band vs
 # independent Bernoulli sampling, group size, group probability cap, number of rollouts), scored on the

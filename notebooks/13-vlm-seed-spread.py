@@ -5,7 +5,7 @@
 # ---
 
 # %% [markdown]
-# # 11 · The small video LLM's spread across seeds (an extra stage)
+# # 13 · The small video LLM's spread across seeds (an extra stage)
 # Trains the default recipe (params.yaml `vlm`) again at other seeds, each in its own process on one core, and scores
 # each model on the test split as 03 scores the pipeline's (seed `vlm.train.seed`). It costs about one more video-LLM
 # stage, so it is not part of the default `dvc repro`: it lives in `extras/dvc.yaml` (`make spread`).

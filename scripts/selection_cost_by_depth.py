@@ -1,7 +1,7 @@
 """How the policy's selection cost compares with an all-token LLM forward as the LLM gets deeper. The policy is one
 decoder layer of the LLM's own class (docs/method.md §2), so its share of a forward falls roughly as 1 / depth.
 Timing needs no training: each row builds the small video LLM of the embedded default with random weights at another
-depth or width and times `compare.cacovid.selection_cost` (notebook 06's measurement) on one test video at 10%
+depth or width and times `compare.cacovid.selection_cost` (notebook 07's measurement) on one test video at 10%
 retention.
 A diagnostic run by hand after `make repro` (it reads the world's test split):
 

@@ -3,13 +3,13 @@ from pathlib import Path
 
 import pytest
 
-from cacovid_lib.cpu_pins import apply_pins
-
-apply_pins()  # before torch or numpy loads: the suite runs on the pipeline's code path (cacovid_lib/cpu_pins.py)
-
-import torch  # noqa: E402
+from cacovid_lib.cpu_pins import apply_pins, runtime_threads
 
 ROOT = Path(__file__).resolve().parents[1]
+# before torch or numpy loads: the suite runs on the pipeline's code path and thread count (cacovid_lib/cpu_pins.py)
+apply_pins(runtime_threads(ROOT / "params.yaml"))
+
+import torch  # noqa: E402
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 

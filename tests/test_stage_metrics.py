@@ -1,5 +1,5 @@
 """The library calls behind notebooks 02, 03, 05 and 12: vlm.json and blind_filter.json are flat and hold the table's
-numbers, and the report's headline reads the flat metrics files (a missing one is one line); 11's seed spread."""
+numbers, and the report's headline reads the flat metrics files (a missing one is one line); 13's seed spread."""
 import json
 
 import numpy as np

@@ -26,7 +26,6 @@ from cacovid_lib.compare.registry import MethodContext, MethodSettings
 from cacovid_lib.io_utils import KitInputError
 
 UPPER = "All tokens"
-CACOVID = "CaCoVID"
 
 
 @dataclass

@@ -24,7 +24,7 @@ from cacovid_lib.compare.flashvid import flashvid_rule
 from cacovid_lib.compare.holitom import holitom_rule
 from cacovid_lib.compare.keep import KeepRule, Selection, keep_all, random_keep_rule
 from cacovid_lib.compare.vidcom2 import vidcom2_rule
-from cacovid_lib.io_utils import KitInputError
+from cacovid_lib.io_utils import COUNT, POSITIVE, RATIO, SEED, KitInputError, Range, check_ranges
 from cacovid_lib.models.base import VideoLLM
 from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
 
@@ -63,19 +63,11 @@ class MethodSettings:
     """VidCom²: softmax temperature of the frames' uniqueness"""
 
     def __post_init__(self):
-        # field -> (low, high, low open): each setting's range; a wrong one is one line naming it
-        ranges = {"fastv_layer": (0, None, False), "temporal_merge_threshold": (-1, 1, False),
-                  "visionzip_dominant_share": (0, 1, False), "imp_ratio": (0, 1, True), "seed": (0, None, False),
-                  "fastvid_segment_share": (0, 1, True), "fastvid_threshold": (-1, 1, False),
-                  "fastvid_salient_share": (0, 1, False), "fastvid_anchor_interval": (1, None, False),
-                  "flashvid_selected_share": (0, 1, False), "flashvid_threshold": (-1, 1, False),
-                  "holitom_threshold": (-1, 1, False), "vidcom2_temperature": (0, None, True)}
-        for name, (low, high, low_open) in ranges.items():
-            value = getattr(self, name)
-            if value < low or (low_open and value == low) or (high is not None and value > high):
-                allowed = f"{'more than' if low_open else 'at least'} {low}" if high is None else \
-                    f"in {'(' if low_open else '['}{low}, {high}]"
-                raise KitInputError(f"{name}: {value!r} must be {allowed}")
+        cosine, share = Range(-1, 1), Range(0, 1)
+        check_ranges(self, fastv_layer=Range(0), temporal_merge_threshold=cosine, visionzip_dominant_share=share,
+                     imp_ratio=RATIO, seed=SEED, fastvid_segment_share=RATIO, fastvid_threshold=cosine,
+                     fastvid_salient_share=share, fastvid_anchor_interval=COUNT, flashvid_selected_share=share,
+                     flashvid_threshold=cosine, holitom_threshold=cosine, vidcom2_temperature=POSITIVE)
 
 
 @dataclass

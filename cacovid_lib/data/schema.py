@@ -37,10 +37,8 @@ def option_texts(item: dict) -> list[str]:
 
 
 def asked_objects(item: dict) -> list[int]:
-    """The objects of its video's layout a question is about (the embedded world's kit extensions): its
-    `target_object`, or every counted / compared object in `target_objects` (none for a count of zero)."""
-    if "target_objects" in item:
-        return list(item["target_objects"])
+    """The objects of its video's layout a question is about (the embedded world's kit extension): its
+    `target_object`, as a list."""
     return [item["target_object"]]
 
 

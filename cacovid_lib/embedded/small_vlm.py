@@ -36,7 +36,7 @@ from tqdm import tqdm
 from cacovid_lib.data.schema import asked_token_mask
 from cacovid_lib.embedded.tokenizer import BACKGROUND_TEXTURES, BACKGROUND_TONES
 from cacovid_lib.embedded.world import WorldSpec, frame_cells
-from cacovid_lib.io_utils import KitInputError
+from cacovid_lib.io_utils import COUNT, POSITIVE, RATIO, SEED, KitInputError, Range, check_ranges
 from cacovid_lib.models.base import VideoLLM
 
 
@@ -52,6 +52,13 @@ class SmallVLMConfig:
     text_layers: int = 6  # Qwen2 decoder layers: FastV's first layer is then a sixth of the LLM, not a third
     text_heads: int = 8  # Qwen2 attention heads
     text_kv_heads: int = 4  # Qwen2 key/value heads (grouped-query attention, as in Qwen2-7B)
+
+    def __post_init__(self):
+        check_ranges(self, vision_hidden=COUNT, vision_layers=COUNT, image_size=COUNT, patch_size=COUNT,
+                     text_hidden=COUNT, text_layers=COUNT, text_heads=COUNT, text_kv_heads=COUNT)
+        if self.image_size % (2 * self.patch_size):
+            raise KitInputError(f"image_size: {self.image_size} is not a multiple of 2 x patch_size ({self.patch_size}): "
+                                "the patches are pooled 2 x 2 into video tokens")
 
 
 def check_matches_world(cfg: SmallVLMConfig, spec: WorldSpec) -> None:
@@ -89,10 +96,17 @@ class VLMTrainConfig:
     vision_steps: int | None = 600  # then the vision tower is frozen and its features cached (None: trained throughout)
     questions_per_video: int = 2  # while the tower trains, a step's items come from batch_size / this many videos
     seed: int = 0  # seeds init, batches and dropout
-    threads: int | None = None  # torch CPU threads while training (None: torch's default). Float sums, and with them
+    threads: int | None = None  # torch CPU threads while training (None: the runtime's, params.yaml runtime.threads). Float sums, and with them
     # whether and when binding forms, depend on it
 
     def __post_init__(self):
+        check_ranges(self, steps=COUNT, batch_size=COUNT, lr=POSITIVE, warmup_steps=Range(0), weight_decay=Range(0),
+                     aux_weight=Range(0), caption_weight=Range(0), offset_weight=Range(0), full_keep_prob=Range(0, 1),
+                     min_keep_ratio=RATIO, max_keep_ratio=RATIO, curriculum_steps=Range(0), seed=SEED)
+        if self.vision_steps is not None and self.vision_steps < 0:
+            raise KitInputError(f"vision_steps: {self.vision_steps} must be at least 0 (or null: trained throughout)")
+        if self.threads is not None and self.threads < 1:
+            raise KitInputError(f"threads: {self.threads} must be at least 1 (or null: the runtime's thread count)")
         if self.curriculum_start not in ("objects", "asked"):
             raise ValueError(f"curriculum_start: {self.curriculum_start!r} is not valid; valid: objects, asked")
         if self.offset_from_step < 0:

@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from cacovid_lib.data.schema import LETTERS
 from cacovid_lib.data.video_io import uniform_frame_indices, write_video
-from cacovid_lib.io_utils import KitInputError, read_json, write_json_atomic
+from cacovid_lib.io_utils import COUNT, KitInputError, Range, check_ranges, read_json, write_json_atomic
 
 COLOURS = {
     "red": (235, 45, 45),
@@ -60,6 +60,9 @@ class WorldSpec:
     questions_per_video: int = 4  # each about another object of the video
 
     def __post_init__(self):
+        check_ranges(self, frame_size=COUNT, grid=COUNT, num_rendered_frames=COUNT, objects_per_video=COUNT,
+                     clutter_per_video=Range(0), min_visible=COUNT, max_visible=COUNT, brief_objects=Range(0),
+                     brief_min_visible=COUNT, brief_max_visible=COUNT, questions_per_video=COUNT)
         if self.frame_size % self.grid:
             raise ValueError(f"frame_size: {self.frame_size} is not a multiple of grid ({self.grid})")
         if self.objects_per_video > min(len(COLOURS), len(SHAPES + EXTRA_SHAPES)):

@@ -1,7 +1,7 @@
 """Training health of the policy loop: small pure functions that say why a reward curve is flat or moving.
 
 Each takes tensors the loop already has and returns one float for the step's history row (and so for
-reports/plots/policy_training.csv). None of them feeds back into training: the loop calls them on detached
+reports/plots/policy_training_seed_<s>.csv). None of them feeds back into training: the loop calls them on detached
 values, so a run logs the same policy weights with or without them.
 """
 from __future__ import annotations

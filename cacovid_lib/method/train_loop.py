@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from cacovid_lib.io_utils import KitInputError, atomic_path
+from cacovid_lib.io_utils import COUNT, POSITIVE, RATIO, SEED, KitInputError, Range, atomic_path, check_ranges
 from cacovid_lib.method.grpo import (
     SAMPLE_RATE_SCHEDULES, adapt_sample_rate, clipped_objective, group_advantages, kl_to_uniform, mean_bernoulli_entropy,
     sample_rate_signal, token_loss
@@ -102,20 +102,10 @@ class PolicyTrainConfig:
     reward_max_new_tokens: int = 8
 
     def __post_init__(self):
-        # field -> (low, high, low open, high open): each number's range; a wrong one is one line naming the field
-        ranges = {"steps": (1, None, False, False), "items_per_step": (1, None, False, False),
-                  "num_iter_for_item": (1, None, False, False), "group_size": (1, None, False, False),
-                  "max_group_prob": (0, None, True, False), "frame_ratio": (0, 1, True, False),
-                  "eps_low": (0, 1, False, True), "eps_high": (0, None, False, False), "kl_weight": (0, None, False, False),
-                  "lr": (0, None, True, False), "layer_lr_scale": (0, None, False, False),
-                  "weight_decay": (0, None, False, False), "grad_clip": (0, None, True, False), "seed": (0, None, False, False),
-                  "checkpoint_every": (0, None, False, False)}
-        for name, (low, high, low_open, high_open) in ranges.items():
-            value = getattr(self, name)
-            if value < low or (low_open and value == low) or (high is not None and (value > high or high_open and value == high)):
-                allowed = f"{'more than' if low_open else 'at least'} {low}" if high is None else \
-                    f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-                raise KitInputError(f"{name}: {value!r} must be {allowed}")
+        check_ranges(self, steps=COUNT, items_per_step=COUNT, num_iter_for_item=COUNT, group_size=COUNT,
+                     max_group_prob=POSITIVE, frame_ratio=RATIO, eps_low=Range(0, 1, high_open=True),
+                     eps_high=Range(0), kl_weight=Range(0), lr=POSITIVE, layer_lr_scale=Range(0), weight_decay=Range(0),
+                     grad_clip=POSITIVE, seed=SEED, checkpoint_every=Range(0))
         self.sampling_modes = (self.sampling_modes,) if isinstance(self.sampling_modes, str) else tuple(self.sampling_modes)
         unknown = [m for m in self.sampling_modes if m not in MODES]
         if unknown:

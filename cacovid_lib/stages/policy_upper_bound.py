@@ -24,7 +24,7 @@ from cacovid_lib.method.supervised import train_supervised_policy
 from cacovid_lib.stages.policy_training import PolicyTask
 
 Target = Literal["asked", "objects"]
-TARGETS = ("asked", "objects")  # the asked objects' tokens (the issue's bound), or every object's tokens
+TARGETS = ("asked", "objects")  # the asked objects' tokens, or every object's tokens
 
 
 def world_targets(split, target: Target) -> np.ndarray:
