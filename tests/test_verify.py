@@ -59,3 +59,16 @@ def test_a_stage_not_rerun_is_missing(tmp_path):
     _lock(tmp_path, {"build": layout["build"]})
     ok, lines = verify(tmp_path)
     assert not ok and "missing" in lines[0]
+
+
+def test_a_markdown_table_is_compared_cell_by_cell():
+    from cacovid_lib.pipeline.verify import classify, differing_fields
+
+    committed = "Caption.\n\n| method | accuracy | selection_ms |\n|:--|--:|--:|\n| A | 0.9 | 5.1 |\n| B | 0.8 | 1.0 |\n"
+    timed = committed.replace("5.1", "5.3")
+    assert differing_fields("t.md", committed, timed) == ["A.selection_ms"]
+    assert classify("t.md", ["A.selection_ms"]) == ([], ["t.md: timings (A.selection_ms)"])
+    moved = committed.replace("0.8", "0.7")
+    assert classify("t.md", differing_fields("t.md", committed, moved)) == (["t.md: B.accuracy"], [])
+    prose = "- takes 5.58 ms of the prefill\n"
+    assert classify("r.md", differing_fields("r.md", prose, prose.replace("5.58", "6.01")))[0] == []

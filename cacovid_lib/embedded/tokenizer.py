@@ -1,8 +1,10 @@
 """The small video LLM's word-level tokenizer, built with the `tokenizers` library from the world's vocabulary.
 
-Every word the world writes (questions, options, the prompt template) and every word of the dense captions that
-the video LLM's label loss aligns its video tokens to is one token, so prompts hold no `<unk>` and an option's
-text is a short, fixed sequence of ids."""
+Every word the world writes (questions, options, the prompt template's role words) and every word of the dense
+captions that the video LLM's label loss aligns its video tokens to is one token. The vocabulary's order fixes which
+embedding row each word draws at initialisation, so it is kept as the recipe was validated: with the words of the
+retired counting and "which appears first" questions, and the chat template's `<|im_start|>` marker unregistered, so
+that it reads as seven `<unk>` (the model learned with them; it answers the same)."""
 from __future__ import annotations
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
@@ -19,6 +21,7 @@ TEMPLATE_WORDS = (
     "background user assistant"
 ).split()
 PUNCTUATION = ["?", ".", ":", ","]
+RETIRED_QUESTION_WORDS = ("how", "many", "are", "there", "first", "zero", "one", "two", "three")
 # dense captions of the tokens no question names (small_vlm.content_word_targets): a background cell's tone, each
 # channel dark, mid or light (27 tones, index 9r + 3g + b), and its texture, plain or the orientation of its edges
 # (structure tensor), "speckled" where none dominates: fine enough that background tokens stay as varied as their pixels
@@ -29,10 +32,9 @@ CAPTION_WORDS = tuple(CLUTTER_COLOURS) + CLUTTER_SHAPES + BACKGROUND_TONES + BAC
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
-    """A word-level tokenizer whose vocabulary is exactly the world's words (lower-cased) and the captions' words.
-    The chat template's markers are special tokens, matched whole before the text is split at punctuation."""
+    """A word-level tokenizer whose vocabulary is exactly the world's words (lower-cased) and the captions' words."""
     words = SPECIAL_TOKENS + TEMPLATE_WORDS + list(COLOURS) + list(SHAPES) + [c.lower() for c in LETTERS] + PUNCTUATION
-    words += list(EXTRA_SHAPES) + list(CAPTION_WORDS)
+    words += list(RETIRED_QUESTION_WORDS) + list(EXTRA_SHAPES) + list(CAPTION_WORDS)
     vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
     core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     core.normalizer = normalizers.Lowercase()
@@ -42,6 +44,6 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
         pad_token="<pad>",
         unk_token="<unk>",
         eos_token="<|im_end|>",
-        extra_special_tokens={"image_token": "<image>", "video_token": "<video>", "im_start_token": "<|im_start|>"},
+        extra_special_tokens={"image_token": "<image>", "video_token": "<video>"},
     )
     return tokenizer

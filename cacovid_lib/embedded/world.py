@@ -264,16 +264,22 @@ def _item(rng, problem_id, rel_path, problem, texts, qtype, target) -> dict:
     return item
 
 
+SPLITS = ("train", "val", "test")
+"""the world's splits; a split's index seeds its generator"""
+
+
 def split_rng(seed: int, split: str) -> np.random.Generator:
-    """The generator of one split: seeded by `seed` and the bytes of the split's name (a stable mix, unlike Python's
-    salted hash()), so "test" draws the same videos whether or not "train" is rendered too."""
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=tuple(split.encode())))
+    """The generator of one split, seeded by `seed` and the split's fixed index in SPLITS, so "test" draws the same
+    videos whether or not "train" is rendered too. A name outside SPLITS is a KitInputError."""
+    if split not in SPLITS:
+        raise KitInputError(f"num_videos: no split named {split!r} (the world's splits: {', '.join(SPLITS)})")
+    return np.random.default_rng([seed, SPLITS.index(split)])
 
 
 def build_world(out_dir, seed: int, num_videos: dict[str, int], spec: WorldSpec | None = None,
                 workers: int | None = None) -> dict:
     """Render every split into `out_dir`: videos/*.mp4, <split>.json (Video-R1) and <split>_layout.json.
-    Layouts and frames are drawn in order from one generator per split, seeded by `seed` and the split's name
+    Layouts and frames are drawn in order from one generator per split, seeded by `seed` and the split's index
     (split_rng), so a split's videos do not depend on which other splits are rendered with it; the MP4 encoding,
     most of the time, runs in `workers` processes (default: one per CPU), which changes no byte of the output."""
     spec = spec or WorldSpec()

@@ -4,11 +4,13 @@
 
 `dvc repro` rewrites dvc.lock with the md5 of every output it made; the committed dvc.lock holds the md5s of the
 committed run. Per stage this prints `identical` when every output's md5 matches, or what differs: for a JSON or CSV
-file the keys or columns, so a reader sees whether a result moved or only a measured time. Three kinds of difference
+file the keys or columns, for a markdown table its cells (row.column), so a reader sees whether a result moved or only a
+measured time. Three kinds of difference
 are expected on any rerun and named as such rather than counted against "identical":
 
 - executed notebooks (reports/notebooks/): papermill records each cell's start time and duration in them;
-- timings: metrics keys and CSV columns that are measured times (`*_ms`, `*_s`, `seconds*`, shares of a timed forward);
+- timings: metrics keys, CSV columns and markdown table columns that are measured times or memory (`*_ms`, `*_s`,
+  `*_mb`, shares of a timed forward), and report lines that quote a time in ms;
 - `runtime_*` keys of a metrics file: the CPU the stage ran on (cpu_pins.runtime_record), which differs between machines.
 
 A stage that differs only in these prints `identical (results)` and what else it carries. Exit status 1 when a
@@ -29,7 +31,13 @@ import yaml
 
 from cacovid_lib.io_utils import KitInputError
 
-TIMING = re.compile(r"(_ms|_s|seconds|_seconds_per_step)$|^seconds|_share_of_(full_prefill|forward)$")
+TIMING = re.compile(r"(_ms|_s|_mb|seconds|_seconds_per_step)$|^seconds|_share_of_(full_prefill|forward)$"
+                    r"|_faster_than_|^peak_memory")
+"""metrics keys, CSV columns and markdown table columns that are measured times or memory (or a comparison of them)"""
+RUNTIME = re.compile(r"^runtime_|^pins_|^(torch_cpu_capability|torch_threads|torch|numpy|cpu)$")
+"""the run record: keys of a metrics file, rows of reports/README.md's "Ran under" tables"""
+TIMED_SENTENCE = re.compile(r"\b[0-9.]+ ms\b|, this machine \(")
+"""a line of prose that quotes a measured time (the report's headline, a table's caption)"""
 VOLATILE_DIRS = ("reports/notebooks/",)
 
 
@@ -53,10 +61,38 @@ def _flatten(value, prefix="") -> dict:
     return {prefix: value}
 
 
+def _markdown_fields(text: str) -> dict:
+    """A markdown file as fields: each table cell as `<row key>.<column>` (the row key is its first cell, the column
+    its header), each other non-empty line as itself."""
+    fields, lines, i = {}, text.splitlines(), 0
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("|") and i + 1 < len(lines) and re.fullmatch(r"\|[\s:|-]+\|", lines[i + 1].strip()):
+            header = [c.strip() for c in line.strip().strip("|").split("|")]
+            i += 2
+            while i < len(lines) and lines[i].startswith("|"):
+                cells = [c.strip() for c in lines[i].strip().strip("|").split("|")]
+                for column, cell in zip(header[1:], cells[1:]):
+                    fields[f"{cells[0]}.{column}"] = cell
+                i += 1
+            continue
+        if line.strip():
+            fields[line.strip()] = True
+        i += 1
+    return fields
+
+
+def _is_timing(field: str) -> bool:
+    row, _, column = field.rpartition(".") if not field.startswith(("- ", "#")) else ("", "", field)
+    return bool(TIMING.search(column) or TIMING.search(row.split(".")[-1]) or TIMED_SENTENCE.search(field))
+
+
 def differing_fields(path: str, committed: str, current: str) -> list[str] | None:
     """The keys (JSON) or columns (CSV) whose values differ between two versions of a file; None for other files."""
     if path.endswith(".json"):
         old, new = _flatten(json.loads(committed)), _flatten(json.loads(current))
+    elif path.endswith(".md"):
+        old, new = _markdown_fields(committed), _markdown_fields(current)
     elif path.endswith(".csv"):
         def columns(text):
             rows = list(csv.DictReader(io.StringIO(text)))
@@ -73,12 +109,17 @@ def classify(path: str, fields: list[str] | None) -> tuple[list[str], list[str]]
         return [], [f"{path} (executed notebook: run times)"]
     if fields is None:
         return [path], []
-    runtime = [f for f in fields if f.startswith("runtime")]
-    timings = [f for f in fields if f not in runtime and TIMING.search(f.split(".")[-1])]
+    runtime = [f for f in fields if RUNTIME.search(f.split(".")[0])]
+    timings = [f for f in fields if f not in runtime and _is_timing(f)]
     results = [f for f in fields if f not in runtime and f not in timings]
-    expected = ([f"{path}: timings ({', '.join(timings)})"] if timings else []) + \
-               ([f"{path}: runtime ({', '.join(runtime)})"] if runtime else [])
-    return ([f"{path}: {', '.join(results)}"] if results else []), expected
+    expected = ([f"{path}: timings ({_names(timings)})"] if timings else []) + \
+               ([f"{path}: runtime ({_names(runtime)})"] if runtime else [])
+    return ([f"{path}: {_names(results)}"] if results else []), expected
+
+
+def _names(fields: list[str], width: int = 60) -> str:
+    """Fields for one line of output: each cut to `width` characters (a line of prose can be long)."""
+    return ", ".join(f if len(f) <= width else f[:width - 1] + "…" for f in fields)
 
 
 def git_show(ref_path: str, root: Path) -> str | None:
