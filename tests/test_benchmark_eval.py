@@ -4,6 +4,7 @@ kind, both answer modes, resume after a kill, the CLI and its tables), the chat 
 Video-R1 fixture through the launcher, and the GPU profile's config files."""
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -370,3 +371,163 @@ def test_gpu_params_hold_the_release_hyper_parameters_and_the_accelerate_config_
     assert set(params["models"]) == {"llava_onevision_7b", "qwen2_5_vl_3b"}
     accelerate = load_config_from_file(str(ROOT / "configs/accelerate_multi_gpu.yaml"))
     assert (accelerate.distributed_type, accelerate.num_processes, accelerate.mixed_precision) == ("MULTI_GPU", 8, "bf16")
+
+
+# ---- bad input, refused before the model loads ------------------------------------------------------------
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Loading a model fails the test: every check below must come before it."""
+    from cacovid_lib.models import loader
+
+    def load_video_llm(*args, **kw):
+        raise AssertionError("the model was loaded before the bad input was refused")
+
+    monkeypatch.setattr(loader, "load_video_llm", load_video_llm)
+
+
+def gpu_params(llava_dir, llava_policy, videomme, **evaluation) -> dict:
+    annotations, video_root, _ = videomme
+    return {"num_frames": NUM_FRAMES,
+            "models": {"tiny_llava": {"path": str(llava_dir), "policy": str(llava_policy[0]), "dtype": "float32"}},
+            "benchmarks": {"videomme": {"annotations": str(annotations), "video_root": str(video_root)}},
+            "evaluation": {"imp_ratio": 0.5, "answer_mode": "generate", "max_new_tokens": 2, "fastv_layer": 0, **evaluation},
+            "policy": {"reward": "generation"}}  # another command's block: named, not read here
+
+
+def refused(argv, capsys) -> str:
+    """The one-line error of a CLI run that must fail with status 2."""
+    assert benchmark_eval.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    return err[len("error: "):]
+
+
+def test_the_real_gpu_params_file_validates():
+    params = benchmark_eval.read_gpu_params(ROOT / "params.gpu.yaml")
+    assert params["evaluation"]["imp_ratio"] == 0.5
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p["evaluation"].update(imp_raito=0.7),
+     r"params.yaml: evaluation.imp_raito: unknown parameter; valid: .*imp_ratio.*max_new_tokens.*temporal_merge_threshold"),
+    (lambda p: p["evaluation"].update(max_new_token=8), r"params.yaml: evaluation.max_new_token: unknown parameter; valid: "),
+    (lambda p: p["models"]["tiny_llava"].update(dtpye="bfloat16"),
+     r"params.yaml: models.tiny_llava.dtpye: unknown parameter; valid: attn_implementation, dtype, frame_size, path, "),
+    (lambda p: p["evaluation"].update(batch_size="eight"), r"params.yaml: evaluation.batch_size: expected a whole number, got 'eight'"),
+    (lambda p: p["evaluation"].update(batch_size=0), r"params.yaml: evaluation.batch_size: 0 must be at least 1"),
+    (lambda p: p["evaluation"].update(retention_ratios=[0.25, 1.5]), r"params.yaml: evaluation.retention_ratios\[1\]: 1.5 must be in \(0, 1\]"),
+    (lambda p: p["evaluation"].update(fastv_layer=-1), r"params.yaml: evaluation.fastv_layer: -1 must be at least 0"),
+    (lambda p: p["models"]["tiny_llava"].update(dtype="bf16"), r"params.yaml: models.tiny_llava.dtype: 'bf16' is not valid; valid: float32, "),
+    (lambda p: p["benchmarks"].update(videome={}), r"params.yaml: benchmarks.videome: not a benchmark; valid: longvideobench, "),
+    (lambda p: p.update(num_frame=8), r"params.yaml: num_frame: unknown block; valid: num_frames, models, "),
+])
+def test_a_bad_params_file_is_one_line_before_the_model_loads(edit, message, llava_dir, llava_policy, videomme, tmp_path,
+                                                               monkeypatch, capsys, no_model_load):
+    params = gpu_params(llava_dir, llava_policy, videomme)
+    edit(params)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    argv = ["--params", "params.yaml", "--model", "tiny_llava", "--benchmark", "videomme", "--method", "random",
+            "--retention", "0.25", "--device", "cpu"]
+    assert re.match(message, refused(argv, capsys))
+    assert not (tmp_path / "results").exists()  # nothing written
+
+
+def test_bad_arguments_are_one_line_before_the_model_loads(llava_dir, qwen_dir, llava_policy, videomme, tmp_path, monkeypatch,
+                                                          capsys, no_model_load):
+    params = gpu_params(llava_dir, llava_policy, videomme)
+    params["models"]["placeholder"] = {"path": "/path/to/llava-onevision-qwen2-7b-ov-hf"}
+    params["models"]["tiny_qwen"] = {"path": str(qwen_dir)}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    base = ["--params", "params.yaml", "--benchmark", "videomme", "--device", "cpu"]
+    llava = base + ["--model", "tiny_llava"]
+    cases = [
+        (llava + ["--method", "fastvv", "--retention", "0.25"], "--method fastvv: not a key of the method registry; valid: all, "),
+        (llava + ["--method", "random"], "--retention: required for method random"),
+        (["--params", "params.yaml", "--model", "tiny_llava", "--benchmark", "videome", "--method", "all"],
+         "--benchmark videome: not a benchmark; valid: longvideobench, mlvu_dev, mlvu_test, mvbench, videomme"),
+        (base + ["--model", "tiny_lava", "--method", "all"],
+         "--model tiny_lava: not a key of `models` in params.yaml (valid: placeholder, tiny_llava, tiny_qwen) and not a model folder"),
+        (base + ["--model", "placeholder", "--method", "all"],
+         "params.yaml: models.placeholder.path: /path/to/llava-onevision-qwen2-7b-ov-hf is a placeholder; replace the placeholder"),
+        (llava + ["--method", "all", "--video-root", "/path/to/Video-MME/data"], "--video-root: /path/to/Video-MME/data is a placeholder"),
+        (llava + ["--method", "all", "--video-root", str(tmp_path / "no_videos")], f"{tmp_path / 'no_videos'}: video folder not found"),
+        (base + ["--model", "tiny_qwen", "--method", "fastv", "--retention", "0.25"],
+         "method 'fastv': not supported for Qwen2.5-VL; supported: all, cacovid, "),
+        (base + ["--model", str(llava_dir), "--method", "cacovid", "--retention", "0.25"], "--policy: required for method cacovid"),
+        (llava + ["--method", "cacovid", "--retention", "0.25", "--policy", str(tmp_path)], f"{tmp_path}: not a policy checkpoint"),
+    ]
+    for argv, message in cases:
+        assert refused(argv, capsys).startswith(message), argv
+    (tmp_path / "empty").mkdir()
+    assert refused(llava + ["--method", "all", "--video-root", str(tmp_path / "empty")], capsys).startswith(
+        f"{tmp_path / 'empty'}: none of the 3 items' videos is here")
+    for flag, value, message in [("--limit", "-1", "-1 must be at least 1"), ("--limit", "0", "0 must be at least 1"),
+                                 ("--retention", "1.5", "1.5 must be in (0, 1]"), ("--retention", "0", "0 must be in (0, 1]"),
+                                 ("--batch-size", "eight", "'eight' is not a whole number")]:
+        with pytest.raises(SystemExit) as exit_:
+            benchmark_eval.main(llava + ["--method", "random", "--retention", "0.25", flag, value])
+        assert exit_.value.code == 2 and f"argument {flag}: {message}" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "params.yaml"]  # no results folder, nothing written
+
+
+def test_an_existing_out_file_is_never_emptied(llava_dir, llava_policy, videomme, tmp_path, monkeypatch, capsys, no_model_load):
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(gpu_params(llava_dir, llava_policy, videomme)))
+    monkeypatch.chdir(tmp_path)
+    argv = ["--params", "params.yaml", "--model", "tiny_llava", "--benchmark", "videomme", "--method", "random",
+            "--retention", "0.25", "--device", "cpu", "--out"]
+    notes = tmp_path / "notes.txt"
+    notes.write_text("my notes, no newline")
+    assert refused(argv + [str(notes)], capsys) == (f"{notes}: line 1 is not a results record of this kit; choose another "
+                                                    f"output file (this one is left as it is)")
+    other = tmp_path / "other.jsonl"
+    other.write_text(json.dumps({"problem_id": "001-1", "method": "uniform", "retention": 0.25, "answer_mode": "generate"}))
+    assert refused(argv + [str(other)], capsys).startswith(f"{other}: holds another run (method 'uniform', this run 'random')")
+    assert notes.read_text() == "my notes, no newline" and other.read_text().endswith("}")  # both as they were
+    assert refused(argv + [str(tmp_path)], capsys) == f"{tmp_path}: is a folder; the output is a results file (JSON lines)"
+    # a record cut off by a kill passes (it is dropped and redone by the run)
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text('{"problem_id": "001-1", "met')
+    benchmark_eval.check_results_file(cut, benchmark_eval.run_fields("random", 0.25, "generate"))
+
+
+def copy_of_videomme(videomme, tmp_path):
+    import shutil
+
+    annotations, video_root, _ = videomme
+    root = tmp_path / "videomme"
+    shutil.copytree(video_root, root / "data")
+    shutil.copy(annotations, root / "videomme.json")
+    return root / "videomme.json", root / "data"
+
+
+def test_an_unreadable_video_is_skipped_counted_and_retried(llava, llava_dir, videomme, tmp_path, capsys):
+    annotations, video_root = copy_of_videomme(videomme, tmp_path)
+    good = (video_root / "vid3.mp4").read_bytes()
+    (video_root / "vid2.mp4").unlink()  # missing
+    (video_root / "vid3.mp4").write_bytes(good[:200])  # cut off: undecodable
+    items = BENCHMARKS["videomme"](annotations, video_root)
+    out = tmp_path / "random.jsonl"
+    table = evaluate_benchmark(llava, items, "random", 0.25, NUM_FRAMES, out, max_new_tokens=1, batch_size=2)
+    assert [r["problem_id"] for r in lines(out)] == ["001-1"]  # only the answered item is done
+    assert [s["problem_id"] for s in table.attrs["skipped_videos"]] == ["002-1", "003-1"]
+    assert "vid2.mp4: video file not found" in table.attrs["skipped_videos"][0]["problem"]
+    assert table[table["category"] == "overall"]["n"].tolist() == [1]
+    # through the CLI: warned before the model loads, counted and listed in the summary
+    argv = ["--model", str(llava_dir), "--benchmark", "videomme", "--annotations", str(annotations), "--video-root",
+            str(video_root), "--method", "random", "--retention", "0.25", "--num-frames", str(NUM_FRAMES), "--dtype", "float32",
+            "--device", "cpu", "--max-new-tokens", "1", "--out", str(out)]
+    assert benchmark_eval.main(argv) == 0
+    err = capsys.readouterr().err
+    assert "1 of the 3 items' videos are missing" in err and "skipped 2 of 3 items whose video could not be read" in err
+    summary = json.loads(out.with_suffix(".summary.json").read_text())
+    assert (summary["items"], summary["answered"], summary["skipped"]) == (3, 1, 2)
+    assert [s["video"].rsplit("/", 1)[1] for s in summary["skipped_videos"]] == ["vid2.mp4", "vid3.mp4"]
+    # the videos mended, a rerun answers the skipped items and keeps the done one
+    first = lines(out)[0]
+    (video_root / "vid3.mp4").write_bytes(good)
+    (video_root / "vid2.mp4").write_bytes(good)
+    table = evaluate_benchmark(llava, items, "random", 0.25, NUM_FRAMES, out, max_new_tokens=1)
+    assert [r["problem_id"] for r in lines(out)] == ["001-1", "002-1", "003-1"] and lines(out)[0] == first
+    assert table.attrs["skipped_videos"] == []

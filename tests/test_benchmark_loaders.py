@@ -283,3 +283,34 @@ def test_accuracy_by_category(videomme):
     assert rows["mean over categories"][2] == pytest.approx(0.75)
     with pytest.raises(KitInputError, match="predicted_letters: 1 predictions for 3 items"):
         accuracy_by_category(items, ["B"])
+
+
+# ---- a wrong value in one item: one line naming the item -----------------------------------------
+def test_a_null_question_or_video_names_the_item(tmp_path, videomme):
+    annotation, video_root = videomme
+    records = json.loads(annotation.read_text())
+    records[1]["question"] = None
+    with pytest.raises(KitInputError) as err:
+        BENCHMARKS["videomme"](write_json(tmp_path / "bad" / "videomme.json", records), video_root)
+    assert str(err.value).endswith("videomme.json: item 1 field 'question' should be a non-empty text, got None")
+    records[1]["question"], records[2]["videoID"] = "How many?", None
+    with pytest.raises(KitInputError, match="videomme.json: item 2 field 'videoID' should be a name or id, got None"):
+        BENCHMARKS["videomme"](write_json(tmp_path / "bad" / "videomme.json", records), video_root)
+    lvb = lvb_record(1, 60, 0)
+    lvb["question"] = None
+    with pytest.raises(KitInputError, match="lvb_val.json: item 0 field 'question' should be a non-empty text, got None"):
+        BENCHMARKS["longvideobench"](write_json(tmp_path / "lvb_val.json", [lvb]), tmp_path)
+    mlvu = {"video": "v.mp4", "question": None, "candidates": ["a", "b"], "answer": "a", "question_type": "ego"}
+    with pytest.raises(KitInputError, match="mlvu.json: item 0 field 'question' should be a non-empty text, got None"):
+        BENCHMARKS["mlvu_dev"](write_json(tmp_path / "mlvu.json", [mlvu]), tmp_path)
+    mvbench = {"video": None, "question": "How many?", "candidates": ["1", "2"], "answer": "2"}
+    with pytest.raises(KitInputError, match="action_count.json: item 0 field 'video' should be a name or id, got None"):
+        BENCHMARKS["mvbench"](write_json(tmp_path / "action_count.json", [mvbench]), tmp_path)
+
+
+@pytest.mark.parametrize("choice", [True, False, 1.0, "1"])
+def test_longvideobench_refuses_a_correct_choice_that_is_not_a_whole_number(tmp_path, choice):
+    record = lvb_record(1, 60, 0)
+    record["correct_choice"] = choice  # `true` is 1 to Python: it would read as option B
+    with pytest.raises(KitInputError, match=f"item 0 correct_choice {choice!r} is not an index into its 4 candidates"):
+        BENCHMARKS["longvideobench"](write_json(tmp_path / "lvb_val.json", [record]), tmp_path)

@@ -169,7 +169,7 @@ def test_clear_errors_for_bad_checkpoints(release, tiny_vlm, tmp_path):
     with pytest.raises(KitInputError, match="model-00003-of-00003.safetensors: shard listed in .* is missing"):
         read_release_policy_tensors(ckpt)
     (ckpt / "model-00003-of-00003.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(KitInputError, match="model-00003-of-00003.safetensors: cannot read policy tensors"):
+    with pytest.raises(KitInputError, match="model-00003-of-00003.safetensors: cannot read safetensors header"):
         read_release_policy_tensors(ckpt)
 
     ckpt = copy_of(release, tmp_path / "b")  # the plain base model: no policy at all
@@ -206,3 +206,28 @@ def test_unexpected_policy_tensor_is_an_error(release, tiny_vlm, tmp_path):
     save_file(extra, str(tmp_path / "ckpt" / "model.safetensors"))
     with pytest.raises(KitInputError, match="compression_policy.value_head.weight is not a tensor of the kit's policy"):
         import_release_policy(tmp_path / "ckpt", tmp_path / "out", tiny_vlm.language_model)
+
+
+def test_a_truncated_shard_is_refused_before_the_base_model_loads(release, tmp_path, monkeypatch, capsys):
+    from cacovid_lib.models import pretrained
+
+    def load_pretrained(*args, **kw):
+        raise AssertionError("the base model was loaded before the truncated shard was found")
+
+    monkeypatch.setattr(pretrained, "load_pretrained", load_pretrained)
+    for shard, cut in [("model-00003-of-00003.safetensors", 100), ("model-00001-of-00003.safetensors", 1000),
+                       ("model-00002-of-00003.safetensors", 3)]:
+        ckpt = copy_of(release, tmp_path / shard)
+        data = (ckpt / shard).read_bytes()
+        (ckpt / shard).write_bytes(data[:-cut] if cut > 8 else data[:cut])
+        assert main([str(ckpt), str(tmp_path / shard / "policy")]) == 2  # shard 1: the base model's only
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {ckpt / shard}: truncated (") and err.endswith("download it again") and "\n" not in err
+        assert not (tmp_path / shard / "policy").exists()
+    ckpt = copy_of(release, tmp_path / "longer")
+    with open(ckpt / "model-00003-of-00003.safetensors", "ab") as f:
+        f.write(b"\0" * 4)
+    with pytest.raises(KitInputError, match=r"model-00003-of-00003.safetensors: longer than its header says \(\d+ bytes, its "
+                                            r"header gives \d+\); download it again"):
+        read_release_policy_tensors(ckpt)
+    release_import.check_checkpoint_files(release[0])  # the whole release passes

@@ -65,6 +65,22 @@ def _require(path: Path, index: int, record: dict, fields: Sequence[str], title:
             raise KitInputError(f"{path}: item {index} has no field {field!r} (is this a {title} annotation file?)")
 
 
+def _text(path: Path, index: int, record: dict, field: str) -> str:
+    """record[field] as a non-empty text (a question, a video name), else a one-line error naming the item."""
+    value = record[field]
+    if not isinstance(value, str) or not value.strip():
+        raise KitInputError(f"{path}: item {index} field {field!r} should be a non-empty text, got {value!r}")
+    return value
+
+
+def _name(path: Path, index: int, record: dict, field: str) -> str:
+    """record[field] as a file name or id: a non-empty text or a whole number (not a bool), else a one-line error."""
+    value = record[field]
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        raise KitInputError(f"{path}: item {index} field {field!r} should be a name or id, got {value!r}")
+    return str(value)
+
+
 def _json_files(folder, title: str) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
@@ -156,11 +172,13 @@ def load_videomme(annotation_file, video_root, check_videos: bool = False) -> li
     items = []
     for index, record in enumerate(_read_records(path, "VideoMME")):
         _require(path, index, record, ("videoID", "duration", "question", "options", "answer"), "VideoMME")
+        question, video_id = _text(path, index, record, "question"), _name(path, index, record, "videoID")
+        duration = _text(path, index, record, "duration")
         options = _option_texts(path, index, record["options"], "options")
         answer = _letter_answer(path, index, record["answer"], len(options))
-        video = _first_existing([root / f"{record['videoID']}{ext}" for ext in (".mp4", ".MP4", ".mkv")])
-        items.append(_item("videomme", record["duration"], record.get("question_id", index), record["question"],
-                           _lettered(options), answer, video, videomme_prompt(record["question"], options), record))
+        video = _first_existing([root / f"{video_id}{ext}" for ext in (".mp4", ".MP4", ".mkv")])
+        items.append(_item("videomme", duration, record.get("question_id", index), question,
+                           _lettered(options), answer, video, videomme_prompt(question, options), record))
     if check_videos:
         _check_videos(items, path, root)
     return items
@@ -183,7 +201,7 @@ def mlvu_prompt(question_with_options: str) -> str:
 def _mlvu_options(path: Path, index: int, record: dict) -> tuple[str, list[str], bool]:
     """(question stem, option texts, whether the question holds the options as "(A) ..." lines); the texts
     come from `candidates`, else from those lines."""
-    question = str(record["question"])
+    question = _text(path, index, record, "question")
     lines = question.split("\n")
     found = [(n, m) for n, m in ((n, _EMBEDDED_OPTION.match(line.strip())) for n, line in enumerate(lines)) if n and m]
     if len(found) < 2 or "".join(m.group(1) for _, m in found) != OPTION_LETTERS[:len(found)]:
@@ -208,9 +226,10 @@ def _mlvu_answer(path: Path, index: int, answer, options: list[str]) -> str:
 
 def _mlvu_item(path: Path, index: int, record: dict, task_from_file: str | None, root: Path, split: str) -> dict:
     _require(path, index, record, ("question", "answer"), "MLVU")
-    video_name = record.get("video", record.get("video_name"))
-    if video_name is None:
+    video_field = "video" if "video" in record else "video_name"
+    if record.get(video_field) is None:
         raise KitInputError(f"{path}: item {index} has no field 'video' (is this an MLVU annotation file?)")
+    video_name = _name(path, index, record, video_field)
     task = record.get("question_type", record.get("task_type", task_from_file))
     if task is None:
         raise KitInputError(f"{path}: item {index} has no field 'question_type' (is this an MLVU annotation file?)")
@@ -286,14 +305,16 @@ def load_longvideobench(annotation_file, video_root, check_videos: bool = False)
     items = []
     for index, record in enumerate(_read_records(path, "LongVideoBench")):
         _require(path, index, record, ("question", "correct_choice", "video_path", "duration_group"), "LongVideoBench")
+        question, video_path = _text(path, index, record, "question"), _text(path, index, record, "video_path")
         candidates = _longvideobench_candidates(path, index, record)
         choice = record["correct_choice"]
-        if not isinstance(choice, int) or not 0 <= choice < len(candidates):
+        # a bool is an int to Python: `true` would read as option B
+        if isinstance(choice, bool) or not isinstance(choice, int) or not 0 <= choice < len(candidates):
             raise KitInputError(f"{path}: item {index} correct_choice {choice!r} is not an index into its "
                                 f"{len(candidates)} candidates")
-        items.append(_item("longvideobench", record["duration_group"], record.get("id", index), record["question"],
-                           _lettered(candidates), OPTION_LETTERS[choice], root / record["video_path"],
-                           longvideobench_prompt(record["question"], candidates), record))
+        items.append(_item("longvideobench", record["duration_group"], record.get("id", index), question,
+                           _lettered(candidates), OPTION_LETTERS[choice], root / video_path,
+                           longvideobench_prompt(question, candidates), record))
     if check_videos:
         _check_videos(items, path, root)
     return items
@@ -340,14 +361,14 @@ def mvbench_prompt(question: str, candidates: Sequence[str]) -> str:
 
 def _mvbench_item(path: Path, index: int, record: dict, root: Path) -> dict:
     _require(path, index, record, ("video", "question", "candidates", "answer"), "MVBench")
+    question, video_name = _text(path, index, record, "question"), _name(path, index, record, "video")
     candidates = _option_texts(path, index, record["candidates"], "candidates")
     if record["answer"] not in candidates:  # lmms-eval finds the letter of the candidate equal to the answer
         raise KitInputError(f"{path}: item {index} answer {record['answer']!r} is not one of its candidates")
     task = path.stem
-    video = root / MVBENCH_VIDEO_FOLDERS.get(task, "") / record["video"]
-    return _item("mvbench", task, f"{task}_{index}", record["question"], _lettered(candidates),
-                 OPTION_LETTERS[candidates.index(record["answer"])], video, mvbench_prompt(record["question"], candidates),
-                 record)
+    video = root / MVBENCH_VIDEO_FOLDERS.get(task, "") / video_name
+    return _item("mvbench", task, f"{task}_{index}", question, _lettered(candidates),
+                 OPTION_LETTERS[candidates.index(record["answer"])], video, mvbench_prompt(question, candidates), record)
 
 
 def load_mvbench(annotation_dir, video_root, check_videos: bool = False) -> list[dict]:

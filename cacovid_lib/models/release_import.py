@@ -14,6 +14,7 @@ default: the checkpoint folder itself, which is the 7B base model). The result l
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -32,6 +33,53 @@ def _dropped(name: str) -> bool:
     """Release tensors the kit does not use: the 3-way mode-selection head (its loss is never used,
     docs/method.md §2) and any rotary buffer (recomputed from the model config)."""
     return name.startswith("mode_selection.") or "rotary_emb" in name
+
+
+def check_safetensors_file(file: Path) -> None:
+    """A safetensors file whose header reads and whose size is the one its header gives (8 bytes of header length,
+    the JSON header, then every tensor's bytes up to the largest end offset); a cut-off or partial download is a
+    one-line error here, reading only the header, before minutes of loading a base model."""
+    file = Path(file)
+    size = file.stat().st_size
+    again = "download it again"
+    with open(file, "rb") as f:
+        length_bytes = f.read(8)
+        if len(length_bytes) < 8:
+            raise KitInputError(f"{file}: truncated ({size} bytes, not even a safetensors header); {again}")
+        header_length = int.from_bytes(length_bytes, "little")
+        if header_length > size - 8:
+            raise KitInputError(f"{file}: cannot read safetensors header (it claims {header_length} bytes, the file has "
+                                f"{size}): truncated or not a safetensors file; {again}")
+        try:
+            header = json.loads(f.read(header_length))
+            ends = [int(entry["data_offsets"][1]) for name, entry in header.items() if name != "__metadata__"]
+        except (ValueError, UnicodeDecodeError, TypeError, KeyError, IndexError, AttributeError):
+            raise KitInputError(f"{file}: cannot read safetensors header: not a safetensors file; {again}") from None
+    expected = 8 + header_length + max(ends, default=0)
+    if size != expected:
+        problem = "truncated" if size < expected else "longer than its header says"
+        raise KitInputError(f"{file}: {problem} ({size} bytes, its header gives {expected}); {again}")
+
+
+def checkpoint_files(folder) -> list[Path]:
+    """The safetensors files of a model folder: those its index lists, else its single model.safetensors, else none
+    (a folder in another format is left to its loader)."""
+    folder = Path(folder)
+    if (folder / INDEX).is_file():
+        index = read_json(folder / INDEX)
+        weight_map = index.get("weight_map") if isinstance(index, dict) else None
+        if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+            raise KitInputError(f"{folder / INDEX}: malformed index (needs a weight_map of tensor name -> shard file)")
+        return [folder / shard for shard in sorted(set(weight_map.values()))]
+    return [folder / SINGLE] if (folder / SINGLE).is_file() else []
+
+
+def check_checkpoint_files(folder) -> None:
+    """Every safetensors file of `folder` (checkpoint_files) is there and whole (check_safetensors_file)."""
+    for file in checkpoint_files(folder):
+        if not file.is_file():
+            raise KitInputError(f"{file}: shard listed in {INDEX} is missing")
+        check_safetensors_file(file)
 
 
 def _policy_locations(checkpoint_dir) -> dict[str, Path]:
@@ -56,10 +104,11 @@ def _policy_locations(checkpoint_dir) -> dict[str, Path]:
         raise KitInputError(f"{folder}: no {INDEX} and no {SINGLE}: not a safetensors checkpoint")
     if not located:
         raise KitInputError(f"{folder}: has no {PREFIX}* tensors: not a CaCoVID checkpoint")
-    # Only the shards we read must exist: a user may have fetched just those for a separate base model.
+    # Only the shards we read must exist (and be whole): a user may have fetched just those for a separate base model.
     for shard in sorted(set(located.values())):
         if not shard.is_file():
             raise KitInputError(f"{shard}: shard listed in {INDEX} is missing")
+        check_safetensors_file(shard)
     return {name[len(PREFIX):]: shard for name, shard in located.items() if not _dropped(name[len(PREFIX):])}
 
 
@@ -113,7 +162,10 @@ def main(argv=None) -> int:
                         help="dtype to load the base model in (bfloat16 halves the memory of a 7B model)")
     args = parser.parse_args(argv)
     try:
-        _policy_locations(args.checkpoint)  # fail fast, before spending minutes loading a 7B base model
+        # fail fast, before spending minutes loading a 7B base model: the policy's shards, then every shard of the base
+        # model (the checkpoint's own when --model is not given) are there and whole
+        _policy_locations(args.checkpoint)
+        check_checkpoint_files(args.model or args.checkpoint)
         from transformers import LlavaOnevisionForConditionalGeneration
         from transformers.utils import logging as hf_logging
 
