@@ -16,8 +16,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     folder = parse_args(argv).folder
     total = 0.0
-    for path in sorted(folder.glob("*.ipynb")):
-        seconds = json.loads(path.read_text())["metadata"]["papermill"]["duration"]
+    for path in sorted(p for p in folder.glob("*.ipynb") if not p.name.startswith(".")):  # not a file being written
+        seconds = json.loads(path.read_text())["metadata"]["papermill"].get("duration")
+        if seconds is None:  # papermill writes the duration when the notebook ends: a run in progress or killed
+            print(f"{path.stem:40s} not finished")
+            continue
         total += seconds
         print(f"{path.stem:40s} {seconds:7.0f} s")
     print(f"{'sum':40s} {total:7.0f} s = {total / 60:.1f} min")
