@@ -37,7 +37,14 @@ test: $(STAMP) ## run the test suite (smoke profile of the real pipeline)
 test-fast: $(STAMP) ## the tests not marked slow (the inner loop: under a minute)
 	$(PINNED) $(BIN)/python -m pytest -q -m "not slow"
 
+paper: $(STAMP) ## the paper's tables on GPUs (dvc repro paper/dvc.yaml; point paper/params.yaml at your folders: docs/gpu.md)
+	env $(shell $(BIN)/python -m cacovid_lib.cpu_pins --params paper/params.yaml) $(BIN)/python -m cacovid_lib.paper.check --params paper/params.yaml
+	env $(shell $(BIN)/python -m cacovid_lib.cpu_pins --params paper/params.yaml) $(BIN)/dvc repro paper/dvc.yaml
+
+paper-dryrun: $(STAMP) ## the paper's pipeline on tiny random-weight models and fixture videos, on this CPU (build/paper-dryrun)
+	$(PINNED) $(BIN)/python -m cacovid_lib.paper.dry_run --workdir build/paper-dryrun
+
 lab: $(STAMP) ## open the notebooks in JupyterLab (a notebook run there writes to scratch/, never to a DVC output)
 	JUPYTER_CONFIG_PATH=$(CURDIR)/.jupyter $(PINNED) $(BIN)/jupyter lab notebooks/
 
-.PHONY: help venv repro verify spread test test-fast lab
+.PHONY: help venv repro verify spread test test-fast paper paper-dryrun lab

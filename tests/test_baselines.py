@@ -110,6 +110,59 @@ def test_temporal_merge_folds_static_tokens_and_keeps_moving_ones():
     torch.testing.assert_close(merged[0], tokens[0, 0])
 
 
+def _temporal_merge_loop(video_tokens, grid, importance, k, threshold):
+    """The temporal merge as it was written before it was vectorised, kept as the reference: pairs merge one by one
+    in similarity order until the budget, then each token's chain head is looked up in time order."""
+    t, h, w = grid
+    hw, n = h * w, t * h * w
+    x = torch.nn.functional.normalize(video_tokens.float(), dim=-1).view(t, hw, -1)
+    sim = (x[1:] * x[:-1]).sum(-1).flatten()
+    parent, alive = torch.arange(n), n
+    for pair in sim.argsort(descending=True).tolist():
+        if sim[pair] < threshold or alive <= k:
+            break
+        parent[pair + hw] = parent[pair]
+        alive -= 1
+    for j in range(n):
+        parent[j] = parent[parent[j]]
+    heads = torch.unique(parent)
+    chain_importance = torch.zeros(n).index_add_(0, parent, importance.float())
+    keep = torch.zeros(n, dtype=torch.bool)
+    keep[heads[chain_importance[heads].topk(k).indices]] = True
+    merged = torch.zeros_like(video_tokens).index_add_(0, parent, video_tokens)
+    return keep, merged / torch.bincount(parent, minlength=n).clamp(min=1)[:, None].to(video_tokens.dtype)
+
+
+def test_temporal_merge_equals_the_merge_loop_on_random_videos():
+    """Random grids, redundancy, budgets and thresholds: budget-bound, threshold-bound and merge-free cases."""
+    g = torch.Generator().manual_seed(0)
+    budget_bound = threshold_bound = 0
+    for _ in range(200):
+        t, h, w = (int(torch.randint(1, hi, (1,), generator=g)) for hi in (10, 4, 4))
+        n = t * h * w
+        noise = float(torch.rand(1, generator=g))
+        tokens = (torch.randn(1, h * w, 8, generator=g) + noise * torch.randn(t, h * w, 8, generator=g)).view(n, 8)
+        importance = torch.rand(n, generator=g)
+        k = int(torch.randint(1, n + 1, (1,), generator=g))
+        threshold = float(torch.rand(1, generator=g)) * 1.2 - 0.1
+        keep, merged = baselines.temporal_merge_select(tokens, (t, h, w), importance, k, threshold)
+        ref_keep, ref_merged = _temporal_merge_loop(tokens, (t, h, w), importance, k, threshold)
+        assert torch.equal(keep, ref_keep) and keep.sum() == k
+        torch.testing.assert_close(merged, ref_merged, rtol=0, atol=1e-6)
+        above = int((torch.nn.functional.cosine_similarity(tokens.view(t, h * w, 8)[1:], tokens.view(t, h * w, 8)[:-1], dim=-1)
+                     >= threshold).sum())
+        budget_bound += above > n - k
+        threshold_bound += 0 < above < n - k
+    assert budget_bound > 20 and threshold_bound > 20  # both stopping rules were exercised
+
+
+def test_temporal_merge_makes_every_tensor_on_the_tokens_device():
+    """On meta (no values, so no host reads either): the outputs are there too."""
+    tokens, importance = torch.empty(4 * 6, 16, device="meta"), torch.empty(4 * 6, device="meta")
+    keep, merged = baselines.temporal_merge_select(tokens, (4, 2, 3), importance, k=5)
+    assert keep.device.type == merged.device.type == "meta" and keep.shape == (24,) and merged.shape == (24, 16)
+
+
 def test_predict_takes_selections_and_cached_videos(tiny_vlm, test_split, embeds):
     preds, kept = predict(tiny_vlm, test_split, baselines.divprune_rule(0.25), batch_size=5, video_embeds=embeds)
     assert preds.shape == (len(test_split),) and (kept.sum(1) == int(0.25 * tiny_vlm.num_video_tokens)).all()

@@ -22,6 +22,8 @@ from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.method.policy import CompressionPolicy, save_policy
 from cacovid_lib.models.loader import CHATML, load_video_llm
 from cacovid_lib.cli import benchmark_eval
+from cacovid_lib.paper import answering
+from cacovid_lib.paper import params as answering_params
 from cacovid_lib.cli.benchmark_eval import (
     chat_template, collect, efficiency_profile, evaluate_benchmark, generate_pruned_inside, prompt_items,
     prompt_template, read_results
@@ -100,8 +102,8 @@ def check_profile(profile: dict, vlm, items: int, kept: int, repeats: int = 1) -
 @pytest.fixture
 def timings(monkeypatch):
     """The `repeats` of each median the efficiency profile takes (the real timing still runs)."""
-    real, repeats = benchmark_eval.median_ms, []
-    monkeypatch.setattr(benchmark_eval, "median_ms", lambda fn, n: repeats.append(n) or real(fn, n))
+    real, repeats = answering.median_ms, []
+    monkeypatch.setattr(answering, "median_ms", lambda fn, n: repeats.append(n) or real(fn, n))
     return repeats
 
 
@@ -126,7 +128,7 @@ def test_llava_all_random_cacovid_in_both_answer_modes(llava, llava_policy, vide
     assert llava.prompt_template == template_before  # the chat template was the run's only
     if answer_mode == "loglikelihood":  # the prediction is the argmax of the kit's option scores, under the chat template
         views = prompt_items(items)
-        _, video = benchmark_eval.encode_items(llava, views)
+        _, video = answering.encode_items(llava, views)
         with prompt_template(llava, chat_template(llava)):
             scores = option_scores(llava, views, video, Selection(torch.ones(3, LLAVA_TOKENS, dtype=torch.bool)))
         assert [r["predicted"] for r in lines(tmp_path / "all.jsonl")] == ["ABCD"[i] for i in scores.argmax(-1)]
@@ -145,7 +147,7 @@ def test_llava_attention_baselines_and_fastv_generation(llava, videomme, tmp_pat
         assert [r["kept_tokens"] for r in lines(tmp_path / f"{method}.jsonl")] == [LLAVA_TOKENS // 4] * 3, method
     # FastV's in-LLM pruning with nothing pruned decodes exactly as the plain generation
     views = prompt_items(items)
-    _, video = benchmark_eval.encode_items(llava, views)
+    _, video = answering.encode_items(llava, views)
     every = torch.ones(3, LLAVA_TOKENS, dtype=torch.bool)
     with prompt_template(llava, chat_template(llava)):
         assert generate_pruned_inside(llava, views, video, every, 0, 4) == llava.generate(views, video, every, max_new_tokens=4)
@@ -160,14 +162,14 @@ def test_the_registrys_new_methods_run_on_both_backends(backend, request, videom
     the registry's settings from the params' evaluation block (method_settings), at exactly the budget."""
     vlm = request.getfixturevalue(backend)
     _, _, items = videomme
-    settings = benchmark_eval.method_settings({"fastv_layer": 0, "fastvid_threshold": 0.8, "answer_mode": "generate"})
+    settings = answering_params.method_settings({"fastv_layer": 0, "fastvid_threshold": 0.8, "answer_mode": "generate"})
     assert settings == {"fastv_layer": 0, "fastvid_threshold": 0.8}
     for method in ("fastvid", "flashvid", "holitom", "vidcom2"):
         evaluate_benchmark(vlm, items[:2], method, 0.25, NUM_FRAMES, tmp_path / f"{method}.jsonl", max_new_tokens=2,
                            answer_mode="loglikelihood", **settings)
         assert [r["kept_tokens"] for r in lines(tmp_path / f"{method}.jsonl")] == [vlm.num_video_tokens // 4] * 2, method
     with pytest.raises(KitInputError, match="method setting 'fastvid_treshold': unknown; known: fastv_layer, "):
-        benchmark_eval.make_selector(vlm, [], "fastvid", 0.25, fastvid_treshold=0.8)
+        answering.make_selector(vlm, [], "fastvid", 0.25, fastvid_treshold=0.8)
 
 
 @pytest.mark.parametrize("backend", ["llava", "qwen"])
@@ -175,7 +177,7 @@ def test_the_registrys_new_methods_run_on_both_backends(backend, request, videom
 def test_timed_prefill_is_the_plain_forward_at_the_last_position(backend, request, videomme, timings):
     vlm = request.getfixturevalue(backend)
     view = prompt_items(videomme[2][:1])[0]
-    _, video = benchmark_eval.encode_items(vlm, [view])
+    _, video = answering.encode_items(vlm, [view])
     keep = torch.zeros(1, vlm.num_video_tokens, dtype=torch.bool)
     keep[0, ::3] = True
     prompt = vlm.prompt(view)
@@ -220,9 +222,9 @@ def test_qwen_cacovid_generate_and_unsupported_methods(qwen, videomme, tmp_path)
     with pytest.raises(KitInputError) as err:
         evaluate_benchmark(qwen, items, "fastv", 0.25, NUM_FRAMES, tmp_path / "f.jsonl")
     assert str(err.value) == ("method 'fastv': not supported for Qwen2.5-VL; supported: all, cacovid, random, uniform, "
-                              "divprune, fastvid, flashvid, holitom, vidcom2")
-    with pytest.raises(KitInputError, match="method 'nope': not supported for Qwen2.5-VL; supported: all, cacovid, .*vidcom2$"):
-        benchmark_eval.make_selector(qwen, [], "nope", 0.25)
+                              "divprune, fastvid, flashvid, holitom, vidcom2, prunevid, framefusion")
+    with pytest.raises(KitInputError, match="method 'nope': not supported for Qwen2.5-VL; supported: all, cacovid, .*framefusion$"):
+        answering.make_selector(qwen, [], "nope", 0.25)
     with pytest.raises(KitInputError, match="method cacovid: needs a trained policy"):
         evaluate_benchmark(qwen, items, "cacovid", 0.25, NUM_FRAMES, tmp_path / "c.jsonl")
     with pytest.raises(KitInputError, match="num_frames: 8, but the model was loaded for 4 frames"):
@@ -360,8 +362,8 @@ def test_gpu_params_hold_the_release_hyper_parameters_and_the_accelerate_config_
 
     from cacovid_lib.cli.launch_policy_training import train_config
 
-    params = yaml.safe_load((ROOT / "params.gpu.yaml").read_text())
-    cfg, epochs = train_config(params, "params.gpu.yaml", video_r1=True)
+    params = yaml.safe_load((ROOT / "paper" / "params.yaml").read_text())
+    cfg, epochs = train_config(params, "paper/params.yaml", video_r1=True)
     assert (cfg.num_generations, cfg.sample_rate, cfg.min_sample_rate, cfg.max_sample_rate) == (32, 0.02, 0.01, 0.12)
     assert (cfg.group_size, cfg.max_group_prob, cfg.frame_ratio, cfg.eps_low, cfg.eps_high) == (2, 2.0, 0.125, 0.2, 0.28)
     assert (cfg.num_iter_for_item, cfg.lr, cfg.layer_lr_scale, cfg.weight_decay, cfg.grad_clip, cfg.kl_weight) == (5, 1e-6, 0.1, 0.01, 5.0, 0)
@@ -403,7 +405,7 @@ def refused(argv, capsys) -> str:
 
 
 def test_the_real_gpu_params_file_validates():
-    params = benchmark_eval.read_gpu_params(ROOT / "params.gpu.yaml")
+    params = benchmark_eval.read_gpu_params(ROOT / "paper" / "params.yaml")
     assert params["evaluation"]["imp_ratio"] == 0.5
 
 

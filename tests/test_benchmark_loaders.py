@@ -138,8 +138,10 @@ def test_mlvu_dev_published_folder(tmp_path):
     assert {it["benchmark"] for it in items} == {"mlvu_dev"}
     assert items[0]["path"] == str((video_root / "1_plotQA" / "movie_1.mp4").resolve())
     assert items[0]["options"] == ["A. a dog", "B. a cat", "C. a man", "D. a girl"]
-    assert items[0]["prompt"] == ("\nWho opens the door?\n(A) a dog\n(B) a cat\n(C) a man\n(D) a girl\n"
-                                  "Only give the best option.\n\nBest option: (")
+    # the release's mlvu_doc_to_text: the question as lmms-eval's copy writes it (options as "(A) ..." lines, each
+    # ending with a newline), then mlvu_dev.yaml's default post prompt
+    assert items[0]["prompt"] == ("Who opens the door?\n(A) a dog\n(B) a cat\n(C) a man\n(D) a girl\n"
+                                  "\nOnly give the best option.\nBest option: (")
 
 
 def test_mlvu_test_lmms_eval_copy(tmp_path):
@@ -151,7 +153,7 @@ def test_mlvu_test_lmms_eval_copy(tmp_path):
     assert item["benchmark"] == "mlvu_test" and item["category"] == "sportsQA" and item["problem_id"] == "SQA_0"
     assert item["problem"] == "Which sport is shown?" and answer_letter(item) == "B"
     assert item["options"] == ["A. tennis", "B. golf", "C. judo", "D. polo"]
-    assert item["prompt"] == "\n" + question + "\nOnly give the best option.\n\nBest option: ("
+    assert item["prompt"] == question + "\nOnly give the best option.\nBest option: ("
     assert item["path"] == str((tmp_path / "video" / "sports_1.mp4").resolve())
 
 
@@ -161,7 +163,7 @@ def test_mlvu_options_read_from_the_question_without_candidates(tmp_path):
                                                       "answer": "C", "task_type": "count"}])
     [item] = BENCHMARKS["mlvu_dev"](annotation, tmp_path)
     assert item["problem"] == "How many birds?" and item["options"] == ["A. 1", "B. 2", "C. 3"]
-    assert answer_letter(item) == "C" and item["prompt"].startswith("\n" + question + "\n")
+    assert answer_letter(item) == "C" and item["prompt"] == question + "\nOnly give the best option.\nBest option: ("
 
 
 def test_mlvu_bad_inputs(tmp_path):
@@ -171,7 +173,7 @@ def test_mlvu_bad_inputs(tmp_path):
     del record["candidates"]
     with pytest.raises(KitInputError, match=r"item 0 has no field 'candidates' \(is this an MLVU annotation file\?\)"):
         BENCHMARKS["mlvu_dev"](write_json(tmp_path / "mlvu.json", [record]), tmp_path)
-    with pytest.raises(KitInputError, match="empty: no .json files in this folder"):
+    with pytest.raises(KitInputError, match=r"empty: no MLVU dev annotations here \(expected json/<n>_<task>.json"):
         (tmp_path / "empty").mkdir()
         BENCHMARKS["mlvu_dev"](tmp_path / "empty", tmp_path)
 
@@ -204,9 +206,13 @@ def test_longvideobench_bad_inputs(tmp_path):
     record = lvb_record(1, 60, 7)
     with pytest.raises(KitInputError, match="item 0 correct_choice 7 is not an index into its 4 candidates"):
         BENCHMARKS["longvideobench"](write_json(tmp_path / "lvb_val.json", [record]), tmp_path)
-    del record["correct_choice"]  # as in lvb_test_wo_gt.json
-    with pytest.raises(KitInputError, match=r"lvb_val.json: item 0 has no field 'correct_choice' \(is this a LongVideoBench"):
-        BENCHMARKS["longvideobench"](write_json(tmp_path / "lvb_val.json", [record]), tmp_path)
+    other = lvb_record(2, 60, 1)
+    del other["correct_choice"]
+    with pytest.raises(KitInputError, match=r"lvb_val.json: item 1 has no field 'correct_choice' \(is this a LongVideoBench"):
+        BENCHMARKS["longvideobench"](write_json(tmp_path / "lvb_val.json", [lvb_record(1, 60, 0), other]), tmp_path)
+    del record["correct_choice"]  # as in lvb_test_wo_gt.json: no item has an answer
+    with pytest.raises(KitInputError, match=r"lvb_test_wo_gt.json: no item has a 'correct_choice': answers withheld"):
+        BENCHMARKS["longvideobench"](write_json(tmp_path / "lvb_test_wo_gt.json", [record]), tmp_path)
 
 
 # ---- MVBench -----------------------------------------------------------------------------------
@@ -314,3 +320,139 @@ def test_longvideobench_refuses_a_correct_choice_that_is_not_a_whole_number(tmp_
     record["correct_choice"] = choice  # `true` is 1 to Python: it would read as option B
     with pytest.raises(KitInputError, match=f"item 0 correct_choice {choice!r} is not an index into its 4 candidates"):
         BENCHMARKS["longvideobench"](write_json(tmp_path / "lvb_val.json", [record]), tmp_path)
+
+
+# ---- the public layouts, detected from the file or folder given ----------------------------------
+needs_pyarrow = pytest.mark.skipif(importlib.util.find_spec("pyarrow") is None, reason="pyarrow is not installed")
+
+
+@needs_pyarrow
+def test_videomme_from_its_folder_and_the_per_video_json(tmp_path):
+    import pandas as pd
+
+    root = tmp_path / "Video-MME"  # lmms-lab/Video-MME: videomme/test-00000-of-00001.parquet and data/
+    (root / "videomme").mkdir(parents=True)
+    pd.DataFrame([videomme_record(1, "short", "A"), videomme_record(2, "long", "C")]).to_parquet(
+        root / "videomme" / "test-00000-of-00001.parquet")
+    touch(root / "data" / "vid1.mp4")
+    items = BENCHMARKS["videomme"](root, root)  # both given as the Video-MME folder
+    assert [answer_letter(it) for it in items] == ["A", "C"]
+    assert items[0]["path"] == str((root / "data" / "vid1.mp4").resolve())
+    # Video-MME's own evaluation json: one record a video with its questions; the file named by the YouTube id
+    nested = [{"video_id": "001", "duration": "short", "domain": "Knowledge", "sub_category": "Astronomy",
+               "url": "https://www.youtube.com/watch?v=fFjv93ACGo8",
+               "questions": [{"question_id": "001-1", "task_type": "Counting Problem", "question": "How many?",
+                              "options": ["A. 1.", "B. 2.", "C. 3.", "D. 4."], "answer": "D"},
+                             {"question_id": "001-2", "task_type": "OCR Problems", "question": "What is written?",
+                              "options": ["A. a.", "B. b.", "C. c.", "D. d."], "answer": "B"}]}]
+    items = BENCHMARKS["videomme"](write_json(tmp_path / "videomme_eval.json", nested), root / "data")
+    assert [(it["problem_id"], it["category"], answer_letter(it)) for it in items] == [("001-1", "short", "D"),
+                                                                                      ("001-2", "short", "B")]
+    assert items[1]["path"] == str((root / "data" / "fFjv93ACGo8.mp4").resolve())
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(KitInputError) as err:
+        BENCHMARKS["videomme"](tmp_path / "nothing", root)
+    assert str(err.value).endswith("nothing: no VideoMME annotation file here (expected "
+                                   "videomme/test-00000-of-00001.parquet or test-00000-of-00001.parquet or "
+                                   "videomme/*.parquet)")
+
+
+@needs_pyarrow
+def test_longvideobench_from_its_folder_the_parquet_and_without_answers(tmp_path):
+    import pandas as pd
+
+    root = tmp_path / "LongVideoBench"
+    row = {k: v for k, v in lvb_record(1, 60, 3).items() if k != "candidates"}
+    row.update(option0="a jump", option1="a fall", option2="a song", option3="a dance", option4="N/A")
+    root.mkdir()
+    pd.DataFrame([row]).to_parquet(root / "validation-00000-of-00001.parquet")
+    touch(root / "videos" / "v1.mp4")
+    [item] = BENCHMARKS["longvideobench"](root, root)  # the folder: its parquet and its videos/
+    assert item["options"] == ["A. a jump", "B. a fall", "C. a song", "D. a dance"] and answer_letter(item) == "D"
+    assert item["path"] == str((root / "videos" / "v1.mp4").resolve())
+    assert item["prompt"] == ("What happens after the 1th cut?\nA. a jump\nB. a fall\nC. a song\nD. a dance\n"
+                              "Answer with the option's letter from the given choices directly.\n")
+    test_only = tmp_path / "test_only"
+    write_json(test_only / "lvb_test_wo_gt.json", [{k: v for k, v in lvb_record(1, 60, 0).items() if k != "correct_choice"}])
+    with pytest.raises(KitInputError) as err:
+        BENCHMARKS["longvideobench"](test_only, root)
+    assert str(err.value).endswith("test_only: only lvb_test_wo_gt.json here, which has no answers (they are "
+                                   "withheld); the paper reports the validation split: give lvb_val.json (or "
+                                   "validation-00000-of-00001.parquet)")
+
+
+@needs_pyarrow
+def test_mlvu_dev_from_its_folder_and_from_lmms_evals_copy(tmp_path):
+    import pandas as pd
+
+    mlvu = tmp_path / "MLVU"  # MLVU/MVLU: MLVU/json/<n>_<task>.json and MLVU/video/<n>_<task>/
+    write_json(mlvu / "json" / "4_count.json", [{"video": "count_3.mp4", "duration": 200, "question": "How many cars?",
+                                                 "candidates": ["1", "2", "3", "4"], "answer": "3",
+                                                 "question_type": "count"}])
+    touch(mlvu / "video" / "4_count" / "count_3.mp4")
+    [published] = BENCHMARKS["mlvu_dev"](mlvu, mlvu)
+    assert published["category"] == "count" and answer_letter(published) == "C"
+    assert published["path"] == str((mlvu / "video" / "4_count" / "count_3.mp4").resolve())
+    # sy1998/MLVU_dev (the release's mlvu_dev): the options inside the question, each line ending with a newline
+    copy = tmp_path / "MLVU_dev"
+    (copy / "mlvu").mkdir(parents=True)
+    pd.DataFrame([{"video_name": "count_3.mp4", "duration": 200.0, "question": "How many cars?\n(A) 1\n(B) 2\n(C) 3\n(D) 4\n",
+                   "candidates": ["1", "2", "3", "4"], "answer": "C", "task_type": "count", "question_id": "Q7"}]
+                 ).to_parquet(copy / "mlvu" / "test-00000-of-00001.parquet")
+    touch(copy / "video" / "count_3.mp4")
+    [item] = BENCHMARKS["mlvu_dev"](copy, copy / "video")
+    assert (item["problem_id"], item["category"], answer_letter(item)) == ("Q7", "count", "C")
+    assert item["path"] == str((copy / "video" / "count_3.mp4").resolve())
+    # both layouts give the release's prompt, character for character
+    assert item["prompt"] == published["prompt"] == ("How many cars?\n(A) 1\n(B) 2\n(C) 3\n(D) 4\n\n"
+                                                     "Only give the best option.\nBest option: (")
+
+
+def test_mlvu_test_from_its_ground_truth_and_withheld_without_it(tmp_path):
+    root = tmp_path / "MLVU_Test"
+    question = {"video": "sports_1.mp4", "duration": 900, "question": "Who scores?", "question_type": "sportsQA",
+                "candidates": ["the keeper", "no one", "the striker", "the coach", "the referee", "a fan"],
+                "question_id": "SQA_0"}
+    write_json(root / "test_question.json", [question])  # as published: questions only
+    with pytest.raises(KitInputError) as err:
+        BENCHMARKS["mlvu_test"](root, root)
+    message = str(err.value)
+    assert message.endswith("MLVU_Test: MLVU test answers are withheld here: test_question.json has the questions "
+                            "only; give test-ground-truth/test_mcq_gt.json (MLVU/MLVU_Test) or lmms-eval's copy "
+                            "(sy1998/MLVU_Test), else MLVU test is not reproducible without the answers")
+    assert "\n" not in message
+    with pytest.raises(KitInputError, match=r"test_question.json: MLVU test answers are withheld: no item has an 'answer'"):
+        BENCHMARKS["mlvu_test"](root / "test_question.json", root)
+    write_json(root / "test-ground-truth" / "test_mcq_gt.json", [{**question, "answer": "the striker"}])
+    touch(root / "video" / "sports_1.mp4")
+    [item] = BENCHMARKS["mlvu_test"](root, root)  # the folder: its ground truth and its video/
+    assert (item["benchmark"], item["category"], item["problem_id"], answer_letter(item)) == ("mlvu_test", "sportsQA",
+                                                                                            "SQA_0", "C")
+    assert item["path"] == str((root / "video" / "sports_1.mp4").resolve())
+    assert item["prompt"] == ("Who scores?\n(A) the keeper\n(B) no one\n(C) the striker\n(D) the coach\n(E) the referee\n"
+                              "(F) a fan\n\nOnly give the best option.\nBest option: (")
+
+
+def test_mlvu_question_is_written_as_lmms_evals_copy():
+    from cacovid_lib.data.benchmarks import mlvu_question
+
+    # a row of sy1998/MLVU_dev as its dataset viewer shows it, and the published record it comes from
+    assert mlvu_question("What color is the main male character in the video?", ["Yellow", "Red", "Green", "Blue"]) == (
+        "What color is the main male character in the video?\n(A) Yellow\n(B) Red\n(C) Green\n(D) Blue\n")
+
+
+def test_a_record_in_neither_layout_names_both_spellings(tmp_path):
+    record = lvb_record(1, 60, 0)
+    del record["candidates"]
+    with pytest.raises(KitInputError) as err:
+        BENCHMARKS["longvideobench"](write_json(tmp_path / "lvb_val.json", [record]), tmp_path)
+    assert str(err.value).endswith("lvb_val.json: item 0 has no field 'candidates' (lvb_val.json) or "
+                                   "'option0'..'option4' (the parquet) (is this a LongVideoBench annotation file?)")
+    mlvu = {"vid": "v.mp4", "question": "Q?", "candidates": ["a", "b"], "answer": "a", "question_type": "ego"}
+    with pytest.raises(KitInputError, match=r"mlvu.json: item 0 has no field 'video' \(the published json\) or "
+                                            r"'video_name' \(lmms-eval's copy\)"):
+        BENCHMARKS["mlvu_dev"](write_json(tmp_path / "mlvu.json", [mlvu]), tmp_path)
+    mlvu = {"video": "v.mp4", "question": "Q?", "candidates": ["a", "b"], "answer": "a", "type": "ego"}
+    with pytest.raises(KitInputError, match=r"mlvu.json: item 0 has no field 'question_type' \(the published json\) "
+                                            r"or 'task_type' \(lmms-eval's copy\)"):
+        BENCHMARKS["mlvu_dev"](write_json(tmp_path / "mlvu.json", [mlvu]), tmp_path)

@@ -108,3 +108,16 @@ def test_command_line_with_the_generation_reward_on_qwen_and_bad_input(qwen_dir,
         assert bf.main(argv) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("flag, message", [("--correct-at", "correct_at: 0.0, expected a reward in (0, 1]"),
+                                           ("--batch-size", "--batch-size: 0, expected a whole number of at least 1"),
+                                           ("--num-frames", "--num-frames: 0, expected a whole number of at least 1")])
+def test_a_zero_flag_is_refused_not_taken_for_its_default(flag, message, tmp_path, capsys):
+    params = {"num_frames": NUM_FRAMES, "blind_filter": {"batch_size": 4, "correct_at": 1.0}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    argv = ["--params", str(tmp_path / "params.yaml"), "--model", "none", "--video-r1", str(tmp_path / "none.json"),
+            "--media-root", str(tmp_path), "--out", str(tmp_path / "out.json"), flag, "0"]
+    assert bf.main(argv) == 2  # refused before any file or model is read
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

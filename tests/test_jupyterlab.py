@@ -35,7 +35,7 @@ def _under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-@pytest.mark.parametrize("stage", sorted(STAGES))
+@pytest.mark.parametrize("stage", sorted(s for s in STAGES if not s.startswith("paper/")))  # the embedded pipeline's
 def test_a_notebook_writes_to_scratch_unless_the_stage_runner_passes_the_pipelines_paths(stage):
     spec = STAGES[stage]
     notebook = ROOT / next(d for d in spec["deps"] if str(d).endswith(".ipynb"))

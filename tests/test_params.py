@@ -1,4 +1,4 @@
-"""Typed stage configs: every block of params.yaml, the smoke profile and params.gpu.yaml parses into its dataclass
+"""Typed stage configs: every block of params.yaml, the smoke profile and paper/params.yaml parses into its dataclass
 (recipes into the library's own), and a bad key or value is one line naming it and the valid choices."""
 import pytest
 import yaml
@@ -64,13 +64,13 @@ def test_the_methods_block_parses_into_the_registrys_settings_by_their_own_names
 def test_the_gpu_profiles_policy_recipe_parses_and_a_bad_key_there_is_one_line():
     from cacovid_lib.cli.launch_policy_training import train_config
 
-    params = read_params(ROOT / "params.gpu.yaml")
-    cfg, epochs = train_config(params, "params.gpu.yaml", video_r1=True)
+    params = read_params(ROOT / "paper" / "params.yaml")
+    cfg, epochs = train_config(params, "paper/params.yaml", video_r1=True)
     assert cfg.num_generations == 32 and epochs == 1
     params["policy"]["train"]["num_generation"] = 8
     with pytest.raises(KitInputError) as err:
-        train_config(params, "params.gpu.yaml", video_r1=True)
-    assert str(err.value).startswith("params.gpu.yaml: policy.train.num_generation: unknown parameter; valid: ")
+        train_config(params, "paper/params.yaml", video_r1=True)
+    assert str(err.value).startswith("paper/params.yaml: policy.train.num_generation: unknown parameter; valid: ")
     assert "num_generations" in str(err.value) and "\n" not in str(err.value)
 
 

@@ -147,7 +147,7 @@ def test_defaults_are_the_kits_and_the_gpu_profile_chooses_the_release():
     assert (kit.frame_clipping, kit.sample_rate_schedule, kit.lr_schedule, kit.reward_max_new_tokens) == ("kit", "kit", "cosine", 8)
     embedded = yaml.safe_load((ROOT / "params.yaml").read_text())["policy"]["train"]
     assert not {"frame_clipping", "sample_rate_schedule", "lr_schedule", "reward_max_new_tokens"} & set(embedded)
-    gpu, _ = train_config(yaml.safe_load((ROOT / "params.gpu.yaml").read_text()), "params.gpu.yaml", video_r1=True)
+    gpu, _ = train_config(yaml.safe_load((ROOT / "paper" / "params.yaml").read_text()), "paper/params.yaml", video_r1=True)
     assert (gpu.frame_clipping, gpu.sample_rate_schedule, gpu.lr_schedule, gpu.reward_max_new_tokens) == \
         ("release", "release", "release_cycling", 768)
 

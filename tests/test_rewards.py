@@ -1,11 +1,14 @@
-"""Rewards: Video-R1's per-type accuracy rewards, and the frozen LLM's batched multiple-choice rewards."""
+"""Rewards: the release's multiple-choice rule and Video-R1's other per-type accuracy rewards, the frozen LLM's
+batched multiple-choice rewards, and the generation reward's decoding."""
 import numpy as np
 import pytest
 import torch
 
 from cacovid_lib.embedded.split import load_split
+from cacovid_lib.models import rewards as rewards_module
 from cacovid_lib.models.rewards import (
-    accuracy_reward, generation_rewards, multiple_choice_rewards, rouge_score, word_error_rate
+    ANSWER_CLOSE, accuracy_reward, generation_rewards, multiple_choice_match, multiple_choice_rewards, rouge_score,
+    word_error_rate
 )
 
 
@@ -20,6 +23,26 @@ def test_video_r1_accuracy_rewards_per_problem_type():
     assert accuracy_reward("regression", "<answer>none</answer>", "<answer>10</answer>") == 0.0
     with pytest.raises(ValueError, match="expected one of"):
         accuracy_reward("essay", "a", "b")
+
+
+@pytest.mark.parametrize("output", ["B", "B.", " B. a red cube", "<answer>B</answer>", "<answer> B. </answer>",
+                                    "<think>it is blue</think><answer>B</answer>", "B) blue", ".B", "B\n<answer>C</answer>"])
+@pytest.mark.parametrize("solution", ["B", "<answer>B</answer>", "<answer> B. </answer>"])
+def test_release_multiple_choice_rule_compares_first_characters(output, solution):
+    assert multiple_choice_match(output, solution) == accuracy_reward("multiple choice", output, solution) == 1.0
+
+
+@pytest.mark.parametrize("output", ["C", "<answer>C</answer>", "C. B", "", "   ", "<answer></answer>", "...", "the answer is B",
+                                    "<answer>b</answer>", "b"])
+def test_release_multiple_choice_rule_refuses_the_rest(output):
+    # "b" is wrong: the release compares characters as they are, and docs/method.md says nothing about case
+    assert accuracy_reward("multiple choice", output, "<answer>B</answer>") == 0.0
+
+
+def test_release_multiple_choice_rule_on_edge_cases():
+    assert multiple_choice_match("B", "") == multiple_choice_match("", "") == 0.0  # no solution: nothing matches
+    assert multiple_choice_match("A. the cube", "<answer>A</answer>") == 1.0
+    assert multiple_choice_match("<answer>C</answer>", "B") == 0.0  # the whole output starts with "<"
 
 
 def test_wer_and_rouge_on_known_cases():
@@ -52,22 +75,29 @@ def test_generation_rewards_score_greedy_answers(tiny_world, tiny_vlm):
     assert np.allclose(rewards[:, 0].numpy(), expected)
 
 
-def test_generation_rewards_decode_the_configured_length():
+def test_generation_rewards_decode_the_configured_length_and_stop_at_the_answer(monkeypatch):
     from cacovid_lib.models.rewards import KIT_MAX_NEW_TOKENS, RELEASE_MAX_NEW_TOKENS
 
     answer = "<answer>the red circle moves to the left</answer>"
+    asked = []
 
-    class Words:  # a stand-in video LLM that answers one word per new token
-        asked: list = []
+    def generate_cached(vlm, items, video, keeps, max_new_tokens, stop_ids=None, stop_text=None):
+        asked.append((len(items), max_new_tokens, stop_text))  # a stand-in that answers one word per new token
+        return [" ".join(answer.split()[:max_new_tokens])] * len(items)
 
-        def generate(self, items, video, keeps, max_new_tokens):
-            self.asked.append(max_new_tokens)
-            return [" ".join(answer.split()[:max_new_tokens])] * len(items)
-
+    monkeypatch.setattr(rewards_module, "generate_cached", generate_cached)
     items = [{"problem_type": "free-form", "solution": answer}]
     masks = torch.ones(1, 2, 4, dtype=torch.bool)
-    vlm = Words()
-    short = generation_rewards(vlm, items, torch.zeros(1, 5, 3), masks, max_new_tokens=3)
-    full = generation_rewards(vlm, items, torch.zeros(1, 5, 3), masks, max_new_tokens=RELEASE_MAX_NEW_TOKENS)
-    assert vlm.asked == [3, RELEASE_MAX_NEW_TOKENS] and KIT_MAX_NEW_TOKENS == 8
+    short = generation_rewards(None, items, torch.zeros(1, 5, 3), masks, max_new_tokens=3)
+    full = generation_rewards(None, items, torch.zeros(1, 5, 3), masks, max_new_tokens=RELEASE_MAX_NEW_TOKENS)
+    assert asked == [(2, 3, ANSWER_CLOSE), (2, RELEASE_MAX_NEW_TOKENS, ANSWER_CLOSE)] and KIT_MAX_NEW_TOKENS == 8
     assert torch.all(full == 1.0) and torch.all(short < 1.0)  # a truncated free-form answer loses reward
+
+
+def test_generation_rewards_use_the_release_multiple_choice_rule(monkeypatch):
+    outputs = iter(["B. a red cube", "<answer>B</answer>", "C", "", "B", "b"])
+    monkeypatch.setattr(rewards_module, "generate_cached",
+                        lambda vlm, items, video, keeps, max_new_tokens, stop_ids=None, stop_text=None: [next(outputs) for _ in items])
+    items = [{"problem_type": "multiple choice", "solution": "<answer>B</answer>"}] * 2
+    rewards = generation_rewards(None, items, torch.zeros(2, 5, 3), torch.ones(2, 3, 4, dtype=torch.bool), max_new_tokens=8)
+    assert rewards.tolist() == [[1.0, 1.0, 0.0], [0.0, 1.0, 0.0]]

@@ -6,7 +6,7 @@ import pytest
 from conftest import ROOT
 
 SCRIPTS = ["stage_times.py", "selection_cost_by_depth.py", "diagnose_policy_rl.py", "diagnosis_summary.py", "pin_cost.py",
-           "sync_notebooks.py"]
+           "sync_notebooks.py", "gpu_smoke.py"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS)

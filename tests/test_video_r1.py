@@ -149,3 +149,19 @@ def test_bad_arguments_and_media(media, tmp_path):
         read_media(load_video_r1(json_file, tmp_path, problem_types=["numerical"])[0], 4)
     with pytest.raises(KitInputError, match="no media_path; load items with load_video_r1"):
         read_media(ITEMS[0], 4)
+
+
+@pytest.mark.parametrize("path", ["../../etc/passwd", "./videos/../../outside.mp4", "/etc/passwd"])
+@pytest.mark.parametrize("check_media", [False, True])
+def test_a_media_path_leaving_the_media_root_is_refused(media, tmp_path, path, check_media):
+    root, _, _ = media
+    json_file = _write(tmp_path, ITEMS[:1] + [_item(7, "numerical", "video", path, "3")])
+    with pytest.raises(KitInputError, match=r"item 1 \(7\): media path .* leaves the media root") as err:
+        load_video_r1(json_file, root, check_media=check_media)
+    assert "\n" not in str(err.value)
+
+
+def test_an_absolute_media_path_inside_the_media_root_is_accepted(media, tmp_path):
+    root, _, _ = media
+    json_file = _write(tmp_path, [_item(8, "numerical", "video", str(root / "videos/b.mp4"), "3")])
+    assert load_video_r1(json_file, root, check_media=True)[0]["media_path"] == str(root / "videos/b.mp4")

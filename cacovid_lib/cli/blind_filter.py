@@ -6,12 +6,12 @@ Two entry points, one rule:
 - `blind_filter_video_r1`: a real video LLM (LLaVA-OneVision or Qwen2.5-VL) on a Video-R1 style JSON, the step that
   makes a file like the release's `Video-R1-llava_onevision_filtered.json` from Video-R1-260k for the model being
   trained. Its video items (the policy trains on videos only, as the release) are answered in batches with the
-  reward the policy will train with (policy.reward: "generation" = Video-R1's accuracy reward of the greedy answer,
-  "multiple_choice" = option-likelihood), and the item is dropped when that reward reaches `correct_at`. One JSON
+  reward the policy will train with (policy.reward: "generation" = models/rewards.accuracy_reward of the greedy
+  answer, the release's first-character rule for multiple choice, "multiple_choice" = option-likelihood), and the item is dropped when that reward reaches `correct_at`. One JSON
   line per item (its reward) is appended to `<out>.blind.jsonl` as it is computed, so a killed run resumes where it
   stopped; the filtered JSON is written atomically at the end. From the command line:
 
-    python -m cacovid_lib.cli.blind_filter --params params.gpu.yaml --model llava_onevision_7b \\
+    python -m cacovid_lib.cli.blind_filter --params paper/params.yaml --model llava_onevision_7b \\
         --video-r1 /path/to/Video-R1-260k.json --media-root /path/to/Video-R1-data \\
         --out /path/to/Video-R1-llava_onevision_filtered.json
 
@@ -105,11 +105,14 @@ def blind_filter_video_r1(model_dir, json_file, media_root, out_file, num_frames
 
     if not 0 < correct_at <= 1:
         raise KitInputError(f"correct_at: {correct_at}, expected a reward in (0, 1]")
+    if batch_size < 1:  # checked again by blind_rewards, but here before the model is loaded
+        raise KitInputError(f"batch_size: {batch_size}, expected at least 1")
     problem_types = ("multiple choice",) if reward == "multiple_choice" else None
     items = load_video_r1(json_file, media_root, data_types=("video",), problem_types=problem_types, limit=limit)
     if not items:
         raise KitInputError(f"{json_file}: no video items{' of type multiple choice' if problem_types else ''} to filter")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     vlm = load_video_llm(model_dir, num_frames, device=device, dtype=dtype, attn_implementation=attn_implementation,
                          frame_size=frame_size)
     vlm.prompt_template = chat_template(vlm)
@@ -124,7 +127,7 @@ def blind_filter_video_r1(model_dir, json_file, media_root, out_file, num_frames
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="local model folder, or a key of the params file's models")
-    p.add_argument("--params", help="a GPU-profile params file (params.gpu.yaml): model entries, num_frames, "
+    p.add_argument("--params", help="a GPU-profile params file (paper/params.yaml): model entries, num_frames, "
                                     "policy.reward and the blind_filter block as defaults")
     p.add_argument("--video-r1", help="the Video-R1 style JSON to filter (default: blind_filter.json of the params file)")
     p.add_argument("--media-root", help="the folder its media paths are relative to (default: policy.video_r1.media_root)")
@@ -138,31 +141,42 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _given(value, default):
+    """A flag's value, or `default` when the flag was not given: only None means "not given", so an explicit 0 or
+    empty value reaches the checks instead of silently becoming the default."""
+    return default if value is None else value
+
+
 def main(argv=None) -> int:
     from cacovid_lib.pipeline.params import read_params
 
     args = _parser().parse_args(argv)
 
     def body() -> int:
-        params = read_params(args.params) if args.params else {}
+        params = read_params(args.params) if args.params is not None else {}
         block, policy = params.get("blind_filter", {}), params.get("policy", {})
         entry = params.get("models", {}).get(args.model, {"path": args.model})
-        json_file = args.video_r1 or block.get("json")
-        media_root = args.media_root or policy.get("video_r1", {}).get("media_root")
-        out = args.out or block.get("out")
+        json_file = _given(args.video_r1, block.get("json"))
+        media_root = _given(args.media_root, policy.get("video_r1", {}).get("media_root"))
+        out = _given(args.out, block.get("out"))
         for flag, value in (("--video-r1", json_file), ("--media-root", media_root), ("--out", out)):
             if value is None:
                 raise KitInputError(f"{flag}: required (or its entry in --params)")
-        num_frames = args.num_frames or params.get("num_frames")
+        num_frames = _given(args.num_frames, params.get("num_frames"))
         if num_frames is None:
             raise KitInputError("--num-frames: required (or num_frames in --params)")
+        batch_size = _given(args.batch_size, block.get("batch_size", 8))
+        for flag, value in (("--num-frames", num_frames), ("--batch-size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise KitInputError(f"{flag}: {value!r}, expected a whole number of at least 1")
         frame_size = entry.get("frame_size")
         summary = blind_filter_video_r1(
-            entry["path"], json_file, media_root, out, int(num_frames),
-            reward=args.reward or policy.get("reward", "generation"),
-            correct_at=args.correct_at or block.get("correct_at", 1.0), batch_size=args.batch_size or block.get("batch_size", 8),
-            limit=args.limit, dtype=args.dtype or entry.get("dtype", "float32"),
-            attn_implementation=entry.get("attn_implementation", "sdpa"), frame_size=tuple(frame_size) if frame_size else None,
+            entry["path"], json_file, media_root, out, num_frames,
+            reward=_given(args.reward, policy.get("reward", "generation")),
+            correct_at=_given(args.correct_at, block.get("correct_at", 1.0)), batch_size=batch_size,
+            limit=args.limit, dtype=_given(args.dtype, entry.get("dtype", "float32")),
+            attn_implementation=entry.get("attn_implementation", "sdpa"),
+            frame_size=tuple(frame_size) if frame_size is not None else None,
             max_new_tokens=policy.get("train", {}).get("reward_max_new_tokens", KIT_MAX_NEW_TOKENS))  # the policy's reward
         print(f"kept {summary['kept']} of {summary['items']} video items ({summary['dropped']} answered without the video, "
               f"mean blind reward {summary['mean_blind_reward']:.3f}); written to {summary['out']}")

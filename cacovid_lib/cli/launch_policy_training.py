@@ -6,10 +6,10 @@ On the embedded world (the notebook stage's training):
         --items data/filtered/train.json --out models/policy
 
 On a real video LLM (LLaVA-OneVision or Qwen2.5-VL) and Video-R1 (video items only, as the release), e.g. on
-8 GPUs with the GPU profile (params.gpu.yaml; the README's GPU profile has the full commands):
+8 GPUs with the GPU profile (paper/params.yaml; the README's GPU profile has the full commands):
 
     accelerate launch --config_file configs/accelerate_multi_gpu.yaml -m cacovid_lib.cli.launch_policy_training \\
-        --params params.gpu.yaml --model llava_onevision_7b --video-r1 Video-R1-filtered.json \\
+        --params paper/params.yaml --model llava_onevision_7b --video-r1 Video-R1-filtered.json \\
         --media-root Video-R1-data --out models/policy_llava_ov_7b
 
 Hyper-parameters come from the `policy` block of the params file (`policy.train`, `policy.reward`; with
@@ -18,6 +18,17 @@ media_root as defaults for --video-r1 and --media-root). The number of frames is
 `num_frames` of the params file (GPU profile) or `world.num_frames` (embedded). With a GPU-profile params file,
 --model may name one of its `models` (path, dtype, attention and frame size then come from there).
 `--steps` overrides the step count for quick runs.
+
+What a run leaves in --out besides the policy: `training_health.csv` (one row per optimiser step, appended by the
+main process as training goes: rewards per mode, loss, entropies, clip fractions, zero-spread shares, KL, gradient
+norm, sample rate, kept tokens per rollout, seconds per step; a resumed run appends after its checkpoint's step),
+`training_health.png` (stages.policy_training.policy_training_figure of it) and `training_history.pt`: at the end
+the trainer state (whole history, sample rates, last checkpoint's optimizer state) is moved aside from
+`trainer_state.pt` to it, so the run's record stays while --resume, which reads trainer_state.pt, starts afresh
+(stages.policy_training's `health_log`, which this launcher turns on for --video-r1 and --world).
+With --video-r1, a video shorter than num_frames is sampled with repeated frames (as the release samples what a
+short clip has) and an unreadable one is replaced by the process's next readable item, so every process still
+makes the same steps and collectives; both counts go to the log (stages.policy_training.VideoR1Task).
 """
 from __future__ import annotations
 
@@ -112,11 +123,11 @@ def main(argv=None) -> int:
                 limit=args.limit, dtype=args.dtype or entry.get("dtype", "float32"),
                 attn_implementation=entry.get("attn_implementation", "sdpa"),
                 frame_size=tuple(frame_size) if frame_size else None, accelerator=accelerator, resume=args.resume,
-                progress=accelerator.is_main_process)
+                progress=accelerator.is_main_process, health_log=True)
         else:
             policy, _ = train_policy_on_split(args.model, args.world, num_frames, cfg, args.out, items_file=args.items,
                                               reward=reward, accelerator=accelerator, resume=args.resume,
-                                              progress=accelerator.is_main_process)
+                                              progress=accelerator.is_main_process, health_log=True)
         if args.save_replicas:
             from pathlib import Path
 

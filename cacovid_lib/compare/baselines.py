@@ -7,13 +7,14 @@ A `Selection` is a keep-mask plus, for the two methods that need them, merged em
 temporal merge) or a layer inside the LLM after which the dropped tokens are removed (FastV).
 
 Each method follows its paper's description; its docstring names the paper and what is simplified.
-The attention-based ones (FastV, VisionZip, the temporal merge's pruning step) need attention weights,
-which only the eager attention implementation returns; they switch the model to eager for their own
-forward (`eager_attention`) and back, so the rest of the kit keeps sdpa.
+FastV and the temporal merge's pruning step rank by the last prompt token's attention row inside the LLM, which
+they compute alone (`last_query_attention`: no attention map is made). VisionZip needs the attention weights
+of the vision encoder's last layer, which it computes alone (`vision_attention_received`: no other layer's map).
 """
 from __future__ import annotations
 
 import math
+import sys
 from contextlib import contextmanager
 
 import torch
@@ -87,19 +88,85 @@ def uniform_rule(vlm: VideoLLM, retention: float):
 
 
 # ---- FastV -----------------------------------------------------------------------------------------
+def _rotary_function(attention: torch.nn.Module):
+    """The rotary function the attention module's own modeling file applies (`apply_rotary_pos_emb` of Qwen2's or
+    Qwen2.5-VL's module: the 3-D ids of the latter are already folded into cos and sin by its rotary embedding)."""
+    rope = getattr(sys.modules[type(attention).__module__], "apply_rotary_pos_emb", None)
+    if rope is None:
+        raise KitInputError(f"FastV's scoring: {type(attention).__module__} has no apply_rotary_pos_emb")
+    return rope
+
+
+def _rotated(rope, states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """states (B, heads, L, hd) rotated by `rope`, which rotates a (query, key) pair at once: `states` goes in as
+    the query, and its first head as the key, whose rotation is dropped (one head costs the least)."""
+    return rope(states, states[:, :1], cos, sin)[0]
+
+
+@torch.no_grad()
+def last_query_attention(lm, embeds: torch.Tensor, positions: torch.Tensor, padding_mask: torch.Tensor | None,
+                         layer: int) -> torch.Tensor:
+    """The last position's attention over every position at decoder layer `layer` (0-based) of the language model
+    `lm` (its `.layers`, `.rotary_emb`, `.config`), averaged over heads: (B, L) float32, the row that eager attention's
+    `.attentions[layer][:, :, -1].mean(1)` holds, without any attention map.
+
+    Layers 0..layer-1 run as the model's own forward runs them (its attention implementation, its masks); layer
+    `layer` computes only what the row needs: its input norm, the query of the last position, the keys of all
+    positions, the rotary embedding, grouped-query heads, scaling, the padding mask and a float32 softmax.
+    embeds (B, L, D) left-padded so that every row's last position is its last token; positions as the LM takes
+    them; padding_mask (B, L), 0 on padding, or None where no row is padded."""
+    from transformers.masking_utils import create_causal_mask, create_sliding_window_causal_mask
+
+    layers = lm.layers
+    if not 0 <= layer < len(layers):
+        raise KitInputError(f"FastV's layer: {layer} is outside the language model's layers 0..{len(layers) - 1}")
+    layer_types = getattr(lm.config, "layer_types", None) or ["full_attention"] * len(layers)
+    if layer_types[layer] != "full_attention":
+        raise KitInputError(f"FastV's layer: {layer} has {layer_types[layer]}, and its scoring reads full attention only")
+    hidden = embeds  # (B, L, D)
+    cos, sin = lm.rotary_emb(hidden, positions)  # (B, L, hd) each
+    # the masks as the model's forward builds them; no position ids: the rows are never packed sequences, and
+    # reading the ids to detect packing would need their values
+    build = {"full_attention": create_causal_mask, "sliding_attention": create_sliding_window_causal_mask}
+    masks = {kind: build[kind](config=lm.config, inputs_embeds=hidden, attention_mask=padding_mask,
+                               past_key_values=None, position_ids=None) for kind in set(layer_types[:layer])}
+    layer_position_ids = positions if positions.dim() == 2 else None  # Qwen2.5-VL's text model hands its layers none
+    for i in range(layer):
+        hidden = layers[i](hidden, attention_mask=masks[layer_types[i]], position_ids=layer_position_ids,
+                           position_embeddings=(cos, sin))
+    attention = layers[layer].self_attn
+    normed = layers[layer].input_layernorm(hidden)  # (B, L, D)
+    b, length, hd = normed.shape[0], normed.shape[1], attention.head_dim
+    query = attention.q_proj(normed[:, -1:]).view(b, 1, -1, hd).transpose(1, 2)  # (B, H, 1, hd)
+    keys = attention.k_proj(normed).view(b, length, -1, hd).transpose(1, 2)  # (B, KV, L, hd)
+    rope = _rotary_function(attention)
+    query = _rotated(rope, query, cos[:, -1:], sin[:, -1:])
+    keys = _rotated(rope, keys, cos, sin)
+    # grouped-query attention: query head kv * G + g reads key head kv (repeat_kv's order); grouping the queries
+    # spares the (B, H, L, hd) copy of the keys
+    groups = attention.num_key_value_groups
+    logits = query.reshape(b, -1, groups, hd) @ keys.transpose(2, 3)  # (B, KV, G, L)
+    logits = logits.reshape(b, -1, length) * attention.scaling  # (B, H, L)
+    if padding_mask is not None:
+        logits = logits.masked_fill(~padding_mask.bool()[:, None, :], float("-inf"))
+    return logits.softmax(-1, dtype=torch.float32).mean(1)  # (B, L)
+
+
 @torch.no_grad()
 def last_token_attention(vlm: VideoLLM, items: list[dict], video_embeds: torch.Tensor, layer: int) -> torch.Tensor:
     """Attention each video token receives from the last prompt token at decoder layer `layer` (0-based),
     averaged over heads, with every video token in the sequence: (B, N+1, D) -> (B, N).
-    The prompts are left-padded, so the last column is every row's last prompt token."""
+    The prompts are left-padded, so the last column is every row's last prompt token; only layers 0..layer-1 run
+    in full, and layer `layer` computes the last token's attention row alone (`last_query_attention`)."""
     prompts = [vlm.prompt(item) for item in items]
     n = video_embeds.shape[1] - 1
-    seqs = [vlm.assemble(p, v, torch.ones(n, dtype=torch.bool, device=v.device)) for p, v in zip(prompts, video_embeds)]
+    # on the CPU: assemble takes the kept indices with nonzero, which a meta tensor cannot answer, and moves them to
+    # the model's device itself
+    every = torch.ones(n, dtype=torch.bool, device="cpu")
+    seqs = [vlm.assemble(p, v, every) for p, v in zip(prompts, video_embeds)]
     embeds, positions, mask, pads = vlm.left_padded(seqs)  # (B, L, D), the LM's position ids, (B, L), B ints
-    lm = vlm.language_model
-    with eager_attention(vlm.model):
-        attn = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, output_attentions=True).attentions[layer]
-    last = attn[:, :, -1].float().mean(1)  # (B, L): the last prompt token's attention, head-averaged
+    # unpadded rows need no mask: the model then builds none (sdpa's causal path) and no mask value is read
+    last = last_query_attention(vlm.language_model, embeds, positions, mask if any(pads) else None, layer)  # (B, L)
     starts = [pad + len(p.prefix_ids) for p, pad in zip(prompts, pads)]
     return torch.stack([row[s:s + n] for row, s in zip(last, starts)])  # (B, N)
 
@@ -130,14 +197,46 @@ def fastv_rule(vlm: VideoLLM, items: list[dict], retention: float, layer: int = 
 
 # ---- VisionZip -------------------------------------------------------------------------------------
 @torch.no_grad()
-def vision_attention_received(vlm: VideoLLM, pixels: torch.Tensor) -> torch.Tensor:
+def vision_attention_received(vlm: VideoLLM, pixels: torch.Tensor, frames_per_chunk: int = 4) -> torch.Tensor:
     """Attention each pooled video token receives inside the vision encoder's last layer (the layer whose output
-    the LLM sees), averaged over heads and queries and pooled like the tokens: (B, t, 3, S, S) -> (B, t*h*w)."""
+    the LLM sees), averaged over heads and queries and pooled like the tokens: (B, t, 3, S, S) -> (B, t*h*w).
+
+    No attention map but the last layer's is made: layers 0..L-2 run as the tower's own forward runs them (its
+    attention implementation), and the last layer computes only its input norm, queries and keys and a float32
+    softmax(q k^T * scale), the weights eager attention's `.attentions[-1]` holds. Frames do not attend to each
+    other in the tower, so it runs `frames_per_chunk` frames at a time: the peak is one chunk's activations and one
+    chunk's (frames, heads, P, P) map."""
+    if frames_per_chunk < 1:
+        raise KitInputError(f"frames_per_chunk: {frames_per_chunk} must be at least 1")
     b, t = pixels.shape[:2]
-    tower = vlm.model.model.vision_tower
-    with eager_attention(vlm.model):
-        attn = tower(pixels.flatten(0, 1).to(vlm.device, vlm.model.dtype), output_attentions=True).attentions[-1]
-    received = attn.float().mean(dim=(1, 2))  # (B*t, P): mean over heads and queries
+    tower = vlm.model.model.vision_tower  # SiglipVisionModel: embeddings, encoder.layers
+    # the tower's last layer, as the old `.attentions[-1]` read it, whatever vision_feature_layer says
+    *early, last = tower.encoder.layers
+    attention = last.self_attn
+    frames = pixels.flatten(0, 1)  # (B*t, 3, S, S)
+    received = []
+    for start in range(0, frames.shape[0], frames_per_chunk):
+        # only the chunk is cast and moved: the whole video's copy would outgrow the chunk's map at 32 frames
+        hidden = tower.embeddings(frames[start:start + frames_per_chunk].to(vlm.device, vlm.model.dtype))  # (c, P, D)
+        for layer in early:
+            hidden = layer(hidden, None)
+        normed = last.layer_norm1(hidden)  # (c, P, D)
+        c, p = normed.shape[:2]
+        # contiguous per head: matmul would otherwise copy the transposed views into its own temporaries
+        query = attention.q_proj(normed).view(c, p, -1, attention.head_dim).transpose(1, 2).to(
+            torch.float32, memory_format=torch.contiguous_format)  # (c, heads, P, hd)
+        key = attention.k_proj(normed).view(c, p, -1, attention.head_dim).transpose(1, 2).to(
+            torch.float32, memory_format=torch.contiguous_format)  # (c, heads, P, hd)
+        del normed, hidden
+        # scaled and soft-maxed in place: a second (c, heads, P, P) map would double the peak
+        weights = (query @ key.transpose(2, 3)).mul_(attention.scale)  # (c, heads, P, P)
+        del query, key
+        weights -= weights.amax(-1, keepdim=True)
+        weights.exp_()
+        weights /= weights.sum(-1, keepdim=True)
+        received.append(weights.mean(dim=(1, 2)))  # (c, P): mean over heads and queries
+        del weights
+    received = torch.cat(received)  # (B*t, P)
     side = math.isqrt(received.shape[1])
     _, h, w = vlm.grid
     pooled = F.interpolate(received.view(-1, 1, side, side), size=(h, w), mode="bilinear")  # as the video tokens are pooled
@@ -230,30 +329,32 @@ def temporal_merge_select(video_tokens: torch.Tensor, grid, importance: torch.Te
     previous frame is merged into it (its chain keeps the earliest position and the mean embedding); the
     most similar pairs merge first, and merging stops at the budget. The chains left are then pruned to k by
     importance (the summed last-text-token attention of their members, as FrameFusion prunes by attention).
-    video_tokens (N, D), importance (N,) -> (keep (N,) bool with k True, merged embeddings (N, D))."""
+    video_tokens (N, D), importance (N,) -> (keep (N,) bool with k True, merged embeddings (N, D)), both on
+    video_tokens' device. No step reads a tensor's values on the host, so it runs on a GPU without syncing and on
+    the meta device."""
     t, h, w = grid
     hw = h * w
     n = t * hw
+    device = video_tokens.device
     x = F.normalize(video_tokens.float(), dim=-1).view(t, hw, -1)
     sim = (x[1:] * x[:-1]).sum(-1).flatten()  # ((t-1)*hw,) token j+hw vs token j
-    order = sim.argsort(descending=True)
-    parent = torch.arange(n, device="cpu")  # each token's chain head (earliest token of its chain); a Python loop: CPU
-    alive = n
-    for pair in order.tolist():
-        if sim[pair] < threshold or alive <= k:
-            break
-        later = pair + hw
-        parent[later] = parent[pair]  # pairs merge in similarity order; chains follow the earlier token's head
-        alive -= 1
-    for j in range(n):  # resolve chains (a token's head may itself have been merged earlier in time)
-        parent[j] = parent[parent[j]]
-    heads = torch.unique(parent)
-    chain_importance = torch.zeros(n, device="cpu").index_add_(0, parent, importance.float().cpu())  # (N,) summed at the heads
-    keep = torch.zeros(n, dtype=torch.bool, device="cpu")
-    keep[heads[chain_importance[heads].topk(k).indices]] = True
-    merged = torch.zeros_like(video_tokens).index_add_(0, parent.to(video_tokens.device), video_tokens)
-    counts = torch.bincount(parent, minlength=n).clamp(min=1).to(video_tokens.device)
-    return keep, merged / counts[:, None].to(video_tokens.dtype)
+    # merging the pair (j, j+hw) joins two chains of one position into one, so merging the pairs in similarity order
+    # until k chains are left merges exactly the n-k most similar pairs, of those at the threshold or above
+    first = sim.argsort(descending=True)[:n - k]  # (M,) the pairs merged if similar enough, most similar first
+    merges = sim[first] >= threshold  # (M,) a prefix of True: `first` is sorted
+    parent = torch.arange(n, device=device)  # each token's predecessor in its chain, itself at a chain's head
+    parent[first + hw] = torch.where(merges, first, first + hw)
+    # pointer jumping: after r rounds each token points 2^r links up its chain; a chain has at most t-1 links.
+    # A fixed number of rounds: stopping when nothing changes would read the tensor on the host
+    for _ in range(max(t - 2, 0).bit_length()):
+        parent = parent[parent]  # (N,) each round doubles the links jumped; then every token points at its chain head
+    is_head = parent == torch.arange(n, device=device)  # (N,)
+    chain_importance = torch.zeros(n, device=device).index_add_(0, parent, importance.float().to(device))  # (N,) at the heads
+    kept_heads = chain_importance.masked_fill(~is_head, float("-inf")).topk(k).indices  # (k,): k chains or more are left
+    keep = torch.zeros(n, dtype=torch.bool, device=device).index_fill_(0, kept_heads, True)
+    merged = torch.zeros_like(video_tokens).index_add_(0, parent, video_tokens)
+    sizes = torch.zeros(n, dtype=torch.long, device=device).index_add_(0, parent, torch.ones_like(parent))  # (N,) at the heads
+    return keep, merged / sizes.clamp(min=1)[:, None].to(video_tokens.dtype)
 
 
 def temporal_merge_rule(vlm: VideoLLM, items: list[dict], retention: float, threshold: float = 0.9, layer: int = 1,

@@ -55,10 +55,11 @@ def fastvid_heads(video_tokens: torch.Tensor, grid, saliency: torch.Tensor, k: i
     # the grouping is Python-side bookkeeping (loops, small index sets): its index tensors live on the CPU, and
     # video_tokens (any device) is only indexed with them
     sizes = torch.tensor([(b - a) * hw for a, b in segments], device="cpu")
-    head_of = torch.full((t * hw,), -1, dtype=torch.long, device="cpu")
+    head_of = torch.full((t * hw,), -1, dtype=torch.long, device="cpu")  # CPU bookkeeping, as split_budget's counts
     saliency = saliency.float().cpu().view(t, hw)
     for (a, b), k_seg in zip(segments, split_budget(k, sizes, sizes).tolist()):
         k_salient = round(salient_share * k_seg)
+        # split_budget works on the CPU (its counts are Python-side bookkeeping)
         per_frame = split_budget(k_salient, torch.ones(b - a, device="cpu"), torch.full((b - a,), hw, device="cpu"))
         chosen = [f * hw + saliency[f].topk(c).indices for f, c in zip(range(a, b), per_frame.tolist())]  # ATS
         salient = torch.cat(chosen)

@@ -84,7 +84,7 @@ def tstm_heads(video_tokens: torch.Tensor, grid, eligible: torch.Tensor, salienc
     candidates = torch.unique(roots)
     kept_roots = candidates[weight[candidates].topk(num_trees).indices]
     head_of = torch.full((n,), -1, dtype=torch.long, device="cpu")  # as parent: CPU bookkeeping
-    kept = torch.zeros(n, dtype=torch.bool, device="cpu")
+    kept = torch.zeros(n, dtype=torch.bool, device="cpu")  # as head_of: CPU bookkeeping
     kept[kept_roots] = True
     head_of[eligible] = torch.where(kept[roots], roots, -1)
     return head_of

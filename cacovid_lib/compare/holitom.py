@@ -81,7 +81,7 @@ def temporal_heads(video_tokens: torch.Tensor, grid, k: int, threshold: float = 
         _, a, b, _ = runs.pop()
         left += b - a - 1
     for _, a, b, p in runs:
-        heads[torch.arange(a, b, device="cpu") * hw + p] = a * hw + p
+        heads[torch.arange(a, b, device="cpu") * hw + p] = a * hw + p  # heads is CPU bookkeeping
     return heads
 
 
@@ -96,13 +96,14 @@ def holitom_heads(video_tokens: torch.Tensor, grid, saliency: torch.Tensor, k: i
     # the grouping is CPU bookkeeping (heads, units come from temporal_heads on the CPU); video_tokens is only indexed
     final = torch.full((n,), -1, dtype=torch.long, device="cpu")
     if k_red:  # redundant runs: DPC-kNN over the runs' means, each run merging into its cluster's centre
+        # on the CPU with the grouping it averages (heads index it there)
         means = torch.zeros(n, video_tokens.shape[1], device="cpu").index_add_(
             0, heads, video_tokens.float().cpu())[redundant]
         means = means / size[size > 1][:, None]  # (R, D)
         centres = density_peaks(means, k_red).cpu()
         nearest = cosine_matrix(means, means[centres]).argmax(1)  # (R,)
         nearest[centres] = torch.arange(k_red, device=nearest.device)  # a centre stays its own cluster
-        centre_of_run = torch.full((n,), -1, dtype=torch.long, device="cpu")
+        centre_of_run = torch.full((n,), -1, dtype=torch.long, device="cpu")  # CPU bookkeeping, as final
         centre_of_run[redundant] = redundant[centres][nearest]
         in_run = size[torch.searchsorted(units, heads)] > 1  # (N,) token belongs to a redundant run
         final[in_run] = centre_of_run[heads[in_run]]

@@ -21,8 +21,10 @@ from cacovid_lib.compare import baselines
 from cacovid_lib.compare.cacovid import policy_keep_rule
 from cacovid_lib.compare.fastvid import fastvid_rule
 from cacovid_lib.compare.flashvid import flashvid_rule
+from cacovid_lib.compare.framefusion import framefusion_rule
 from cacovid_lib.compare.holitom import holitom_rule
 from cacovid_lib.compare.keep import KeepRule, Selection, keep_all, random_keep_rule
+from cacovid_lib.compare.prunevid import prunevid_rule
 from cacovid_lib.compare.vidcom2 import vidcom2_rule
 from cacovid_lib.io_utils import COUNT, POSITIVE, RATIO, SEED, KitInputError, Range, check_ranges
 from cacovid_lib.models.base import VideoLLM
@@ -36,7 +38,7 @@ class MethodSettings:
 
     fastv_layer: int = 1
     """FastV prunes after this LLM layer (K = layer + 1; FastV's K = 2 of 28-32 layers is ~7% of depth); also the
-    temporal merge's attention layer"""
+    attention layer of the temporal merge, PruneVid and FrameFusion"""
     temporal_merge_threshold: float = 0.9
     """cosine similarity above which a token merges into the same position of the previous frame"""
     visionzip_dominant_share: float = 54 / 64
@@ -61,13 +63,28 @@ class MethodSettings:
     """HoliTom: a token this similar to the previous frame's is temporally redundant (the kit's setting)"""
     vidcom2_temperature: float = 0.01
     """VidCom²: softmax temperature of the frames' uniqueness"""
+    prunevid_threshold: float = 0.8
+    """PruneVid: a position is static in a segment when its tokens' mean pairwise cosine exceeds this (the paper's
+    τ = 0.8)"""
+    prunevid_segment_share: float = 0.25
+    """PruneVid: frames are clustered into max(1, round(share x frames)) scenes (the paper's γ = 0.25)"""
+    prunevid_cluster_share: float = 0.5
+    """PruneVid: spatial merging leaves this share of the tokens, or the budget if more (the paper's β = 0.5)"""
+    framefusion_threshold: float = 0.6
+    """FrameFusion: a token this cosine-similar to the previous frame's at its position merges into it (S_th; the
+    authors' setting for LLaVA-Video-7B)"""
+    framefusion_ratio_floor: float = 0.1
+    """FrameFusion: merging goes on for another round while a round merges at least this share of the tokens (the
+    paper's 0.1)"""
 
     def __post_init__(self):
         cosine, share = Range(-1, 1), Range(0, 1)
         check_ranges(self, fastv_layer=Range(0), temporal_merge_threshold=cosine, visionzip_dominant_share=share,
                      imp_ratio=RATIO, seed=SEED, fastvid_segment_share=RATIO, fastvid_threshold=cosine,
                      fastvid_salient_share=share, fastvid_anchor_interval=COUNT, flashvid_selected_share=share,
-                     flashvid_threshold=cosine, holitom_threshold=cosine, vidcom2_temperature=POSITIVE)
+                     flashvid_threshold=cosine, holitom_threshold=cosine, vidcom2_temperature=POSITIVE,
+                     prunevid_threshold=cosine, prunevid_segment_share=RATIO, prunevid_cluster_share=RATIO,
+                     framefusion_threshold=cosine, framefusion_ratio_floor=share)
 
 
 @dataclass
@@ -156,7 +173,8 @@ METHODS: list[Method] = [
                                                       scores=_vision_scores(ctx)), llava_only=True),
     Method("DivPrune", "divprune", "Alvar et al., CVPR 2025 (arXiv 2503.02175)", 2025,
            lambda ctx, r, s: baselines.divprune_rule(r)),
-    Method("Temporal merge", "temporal_merge", "PruneVid-style (Huang et al., ACL 2025, arXiv 2412.16117)", 2025,
+    Method("Temporal merge", "temporal_merge",
+           "the kit's temporal merge (cosine to the previous frame), pruned by FastV's attention", 0,
            lambda ctx, r, s: baselines.temporal_merge_rule(ctx.vlm, ctx.items, r, s.temporal_merge_threshold,
                                                            s.fastv_layer, scores=_llm_scores(ctx, s)), llava_only=True),
     Method("FastVID", "fastvid", "Shen et al., NeurIPS 2025 (arXiv 2503.11187)", 2025,
@@ -168,6 +186,13 @@ METHODS: list[Method] = [
            lambda ctx, r, s: holitom_rule(ctx.vlm.grid, r, _saliency(ctx), s.holitom_threshold)),
     Method("VidCom²", "vidcom2", "Liu et al., EMNLP 2025 (arXiv 2505.14454)", 2025,
            lambda ctx, r, s: vidcom2_rule(ctx.vlm.grid, r, s.vidcom2_temperature)),
+    Method("PruneVid", "prunevid", "Huang et al., Findings of ACL 2025 (arXiv 2412.16117); question-guided selection "
+           "before the LLM", 2025,
+           lambda ctx, r, s: prunevid_rule(ctx.vlm.grid, r, _llm_scores(ctx, s), s.prunevid_threshold,
+                                           s.prunevid_segment_share, s.prunevid_cluster_share)),
+    Method("FrameFusion", "framefusion", "Fu et al., ICCV 2025 (arXiv 2501.01986); merging and pruning before the LLM",
+           2025, lambda ctx, r, s: framefusion_rule(ctx.vlm.grid, r, _llm_scores(ctx, s), s.framefusion_threshold,
+                                                    s.framefusion_ratio_floor)),
 ]
 
 

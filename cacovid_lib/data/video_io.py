@@ -13,8 +13,10 @@ def uniform_frame_indices(num_total: int, num_frames: int) -> np.ndarray:
     return np.linspace(0, num_total - 1, num_frames, dtype=int)
 
 
-def read_video(path, num_frames: int) -> np.ndarray:
-    """Decode `num_frames` uniformly spaced frames of `path` as uint8 `(t, H, W, 3)` RGB."""
+def read_video(path, num_frames: int, allow_short: bool = False) -> np.ndarray:
+    """Decode `num_frames` uniformly spaced frames of `path` as uint8 `(t, H, W, 3)` RGB. A video with fewer frames
+    is an error unless `allow_short`: then its frames are sampled with repeats (`uniform_frame_indices`), still t,
+    as the release samples a short clip from the frames it has."""
     import decord  # imported here: decord is heavy and only the readers need it
 
     path = Path(path)
@@ -25,9 +27,12 @@ def read_video(path, num_frames: int) -> np.ndarray:
         num_total = len(reader)
     except Exception as err:  # decord raises its own DECORDError for unreadable files
         raise KitInputError(f"{path}: cannot decode video ({str(err).splitlines()[0][:120]})") from None
-    if num_total < num_frames:
+    if num_total == 0 or (num_total < num_frames and not allow_short):
         raise KitInputError(f"{path}: video has {num_total} frames, {num_frames} were requested")
-    frames = reader.get_batch(list(uniform_frame_indices(num_total, num_frames))).asnumpy()
+    try:  # a short video's indices repeat frames (floor of linspace), as many as requested
+        frames = reader.get_batch(list(uniform_frame_indices(num_total, num_frames))).asnumpy()
+    except Exception as err:  # a file whose header reads but whose frames do not decode
+        raise KitInputError(f"{path}: cannot decode video ({str(err).splitlines()[0][:120]})") from None
     return frames  # (t, H, W, 3)
 
 

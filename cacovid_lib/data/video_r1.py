@@ -100,6 +100,19 @@ def _check_item(json_file: Path, n: int, item) -> None:
         raise KitInputError(f"{where}: {err}") from None
 
 
+def _media_path(json_file: Path, n: int, item: dict, media_root: Path) -> str:
+    """The absolute path of the item's media, `media_root / path` normalised; one-line KitInputError when it lies
+    outside the media root ("../", an absolute path elsewhere): a training file must not make the kit read, nor
+    blind filtering write out, files the user never pointed it at. The check is on the path as written (abspath,
+    not resolve(): no filesystem calls per item, so 260k items load quickly), so links inside the root still work."""
+    root = os.path.abspath(media_root)
+    path = os.path.abspath(os.path.join(root, _field(item, "path")))
+    if os.path.commonpath([root, path]) != root:
+        raise KitInputError(f"{json_file}: item {n} ({item.get('problem_id', '?')}): media path "
+                            f"{_field(item, 'path')!r} leaves the media root {root}")
+    return path
+
+
 def _missing_media(items: list[dict]) -> list[str]:
     return [it["media_path"] for it in items if not os.path.isfile(it["media_path"])]
 
@@ -111,7 +124,8 @@ def load_video_r1(json_file, media_root, data_types: Iterable[str] = ("video", "
     (all problem types when None), in file order, at most `limit`. Every item of the file is validated.
 
     Each item is the file's dict unchanged plus `media_path`: the absolute path of `media_root / path`
-    (normalised, so Video-R1's leading "./" is harmless). `check_media`: raise one line saying how many
+    (normalised, so Video-R1's leading "./" is harmless); a path that leaves the media root is refused, whatever
+    `check_media` says. `check_media`: raise one line saying how many
     of the kept items' media files are missing and which is the first."""
     json_file, media_root = Path(json_file), Path(media_root)
     data_types = (data_types,) if isinstance(data_types, str) else tuple(data_types)  # "video" is not 5 types
@@ -126,9 +140,8 @@ def load_video_r1(json_file, media_root, data_types: Iterable[str] = ("video", "
         raise KitInputError(f"{json_file}: expected a JSON list of items, got {type(raw).__name__}")
     for n, item in enumerate(raw):
         _check_item(json_file, n, item)
-    kept = [it for it in raw if _field(it, "data_type") in data_types and it["problem_type"] in problem_types][:limit]
-    # abspath, not resolve(): no filesystem calls per item, so 260k items load quickly
-    items = [dict(it, media_path=os.path.abspath(media_root / _field(it, "path"))) for it in kept]
+    kept = [(n, it) for n, it in enumerate(raw) if _field(it, "data_type") in data_types and it["problem_type"] in problem_types][:limit]
+    items = [dict(it, media_path=_media_path(json_file, n, it, media_root)) for n, it in kept]
     if check_media:
         missing = _missing_media(items)
         if missing:

@@ -78,7 +78,7 @@ def grouped_rank_band_sample(scores: torch.Tensor, k: int, num_rollouts: int, sa
     masks = torch.zeros(num_rollouts, hw, dtype=torch.bool, device=scores.device)
     masks[0, order[:k]] = True
     picks = torch.multinomial(group_p, num_rollouts - 1, replacement=True, generator=generator) if num_rollouts > 1 else []
-    for row, g in enumerate(picks, start=1):
+    for row, g in enumerate(picks.tolist() if num_rollouts > 1 else [], start=1):  # Python ints index the lists
         start = min(starts[g], hw - max(k, lengths[g]))  # a band narrower than k is widened downwards
         band = order[start:start + max(k, lengths[g])]
         # renormalised in-band probabilities, as a softmax over the band: p[band] / p[band].sum() is 0/0 once a

@@ -17,7 +17,7 @@ Implementation details, each tied to the method:
 9. Ablation switches (defaults = the release): `sampling_modes` drops content and/or frame rollouts (their share
    goes to the token mode, `sampling.mode_counts`; a disabled mode has no memory, no loss and NaN rewards in the
    history); `sampler="independent"` replaces the token mode's rank bands with independent Bernoulli draws.
-10. Release-fidelity options (defaults = the kit's behaviour, the embedded pipeline's; params.gpu.yaml sets the
+10. Release-fidelity options (defaults = the kit's behaviour, the embedded pipeline's; paper/params.yaml sets the
    release's): `frame_clipping`, `sample_rate_schedule`, `lr_schedule`, `reward_max_new_tokens` (field comments).
 11. Training health (method/health.py) joins every history row: zero-spread fractions, clipped-ratio fractions,
    entropies, KL to π_old, gradient norm before clipping, kept tokens per rollout. It is computed from detached
@@ -25,6 +25,9 @@ Implementation details, each tied to the method:
 12. Anti-collapse options against the token head's collapse, in neither the paper nor the release (docs/method.md §9
    D14-D15): an entropy bonus on the token head (`entropy_weight`, 0.5 in the embedded default) and a sampling
    temperature on π_old's token scores (`sampling_temperature`, off); both default to the release's behaviour here.
+13. Everything stays on the input's device: π_old's logits, the video tokens the density-peak picks read (~90 MB per
+   item for a 7B LLM), rollouts, rewards and the loss, with the random generator on that device too; on the CPU
+   this is the very same computation.
 """
 from __future__ import annotations
 
@@ -84,7 +87,7 @@ class PolicyTrainConfig:
     # baseline (no budget: the adaptive sample rate then only sets the content and frame modes' budget)
     sampler: str = "grouped"
     # ---- release fidelity (docs/method.md §2-§4): the first choice is the kit's (params.yaml),
-    # "release"/"release_cycling" the authors' code (params.gpu.yaml) ----
+    # "release"/"release_cycling" the authors' code (paper/params.yaml) ----
     # frame-mode clipping (§3 frame mode): "kit" caps each frame at 3/t on the item's softmax and floors it at 1/t²
     # (the paper's cap); "release" clips the whole (rollouts, t) tensor as the release does: floor 1/G_frame²
     # (1/64 with G = 32), no cap in effect (at t = 32 the top frame keeps 0.32-0.56 of the mass)
@@ -174,6 +177,9 @@ class TrainerState:
 def item_batches(num_items: int, cfg: PolicyTrainConfig, process: int, num_processes: int):
     """Item indices of every batch, reshuffled each epoch; each process takes its own slice."""
     per_batch = cfg.items_per_step * num_processes
+    if num_items < per_batch:  # no epoch would yield a batch: the loop below would never end
+        raise KitInputError(f"items: {num_items} items are fewer than one batch ({cfg.items_per_step} per step x "
+                            f"{num_processes} processes = {per_batch})")
     batches, epoch = [], 0
     while len(batches) < cfg.steps // cfg.num_iter_for_item:
         order = np.random.default_rng([cfg.seed, epoch]).permutation(num_items)
@@ -229,8 +235,9 @@ def item_loss(token_logits, frame_logits, old_token_logits, old_frame_logits, me
 
 def train_policy(policy, inputs_fn: InputsFn, reward_fn: RewardFn, num_items: int, cfg: PolicyTrainConfig,
                  accelerator=None, state: TrainerState | None = None, optimizer_state: dict | None = None,
-                 checkpoint_fn=None, progress: bool = True) -> TrainerState:
-    """Train `policy` in place for cfg.steps optimiser steps (or the rest of them, from `state`)."""
+                 checkpoint_fn=None, progress: bool = True, step_fn=None) -> TrainerState:
+    """Train `policy` in place for cfg.steps optimiser steps (or the rest of them, from `state`).
+    `step_fn(record)`, if given, is called on every process after each step with its history row (logging only)."""
     from accelerate import Accelerator
 
     accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
@@ -246,24 +253,25 @@ def train_policy(policy, inputs_fn: InputsFn, reward_fn: RewardFn, num_items: in
     while state.step < cfg.steps:
         batch_no = state.step // cfg.num_iter_for_item
         idx = batches[batch_no]
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + batch_no * 97 + accelerator.process_index)
+        # on the model's device, as every tensor the rollouts draw from (a CPU generator cannot drive a CUDA draw)
+        gen = torch.Generator(device=accelerator.device).manual_seed(cfg.seed * 1_000_003 + batch_no * 97 + accelerator.process_index)
         inputs = inputs_fn(idx)
         # π_old: the policy at iteration 0 of this batch (no grad)
         with torch.no_grad():
             old_tok, old_fr = model(inputs.embeds, inputs.positions, inputs.attention_mask, inputs.video_mask, inputs.grid)
-        old_tok, old_fr = old_tok.float().cpu(), old_fr.float().cpu()  # (B, N, 2), (B, t, 2)
+        old_tok, old_fr = old_tok.float(), old_fr.float()  # (B, N, 2), (B, t, 2), on the model's device
         memory = [{"token_masks": [], "token_rewards": [], "frame_actions": [], "frame_rewards": []} for _ in idx]
         # kit: each item's rate carried over from its last visit; release: every item batch starts at sample_rate
         rates = [state.sample_rates.get(int(i), cfg.sample_rate) if cfg.sample_rate_schedule == "kit" else cfg.sample_rate
                  for i in idx]
         for _ in range(cfg.num_iter_for_item):
             # rollouts from π_old for every item, rewarded by the frozen video LLM in batched forwards
-            rolls = [sample_rollouts(scores(old_tok[b]) / cfg.sampling_temperature, scores(old_fr[b]), inputs.raw_video[b].cpu(), inputs.grid,
+            rolls = [sample_rollouts(scores(old_tok[b]) / cfg.sampling_temperature, scores(old_fr[b]), inputs.raw_video[b], inputs.grid,
                                      cfg.num_generations, rates[b], cfg.group_size, cfg.max_group_prob, cfg.frame_ratio, gen,
                                      cfg.sampling_modes, cfg.sampler, cfg.frame_clipping)
                      for b in range(len(idx))]
             masks = torch.stack([r.masks for r in rolls])  # (B, G, N)
-            rewards = reward_fn(idx, inputs, masks).float().cpu()  # (B, G)
+            rewards = reward_fn(idx, inputs, masks).float().to(masks.device)  # (B, G); the reward functions return CPU ones
             # every mode keeps its column (CSV, plots); a disabled mode's reward is NaN
             record = {"step": state.step} | {f"reward_{m}": 0.0 if m in cfg.sampling_modes else math.nan for m in MODES}
             next_rates = list(rates)
@@ -282,9 +290,9 @@ def train_policy(policy, inputs_fn: InputsFn, reward_fn: RewardFn, num_items: in
             health = iteration_health(rewards, np.array(rolls[0].mode), masks)
             # loss over the whole memory with the current policy, one optimiser step
             new_tok, new_fr = model(inputs.embeds, inputs.positions, inputs.attention_mask, inputs.video_mask, inputs.grid)
-            loss = torch.stack([item_loss(new_tok[b].float().cpu(), new_fr[b].float().cpu(), old_tok[b], old_fr[b], memory[b], cfg)
+            loss = torch.stack([item_loss(new_tok[b].float(), new_fr[b].float(), old_tok[b], old_fr[b], memory[b], cfg)
                                 for b in range(len(idx))]).mean()
-            per_item = [item_health(new_tok[b].detach().float().cpu(), new_fr[b].detach().float().cpu(), old_tok[b], old_fr[b],
+            per_item = [item_health(new_tok[b].detach().float(), new_fr[b].detach().float(), old_tok[b], old_fr[b],
                                     memory[b], cfg) for b in range(len(idx))]
             health |= {key: float(np.mean([h[key] for h in per_item])) for key in per_item[0]}
             opt.zero_grad(set_to_none=True)
@@ -297,6 +305,8 @@ def train_policy(policy, inputs_fn: InputsFn, reward_fn: RewardFn, num_items: in
             rates = next_rates
             state.history.append(record)
             state.step += 1
+            if step_fn is not None:
+                step_fn(record)
             bar.update(1)
             bar.set_postfix(token=f"{record['reward_token']:.2f}", frame=f"{record['reward_frame']:.2f}", refresh=False)
         if checkpoint_fn and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < cfg.steps:

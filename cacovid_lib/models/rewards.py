@@ -1,10 +1,13 @@
 """Rewards for the policy's rollouts (docs/method.md §3, last paragraph): the frozen video LLM answers under each
 keep-mask and the answer is scored. Multiple choice: option-text likelihood over all G masks of every item
-in batched forwards. Free-form: batched greedy generation scored with Video-R1's per-type accuracy rewards.
+in batched forwards. Free-form: batched greedy generation scored with Video-R1's per-type accuracy rewards, its
+multiple-choice one replaced by the CaCoVID release's lenient first-character rule (multiple_choice_match).
 
 The generation length is an option (PolicyTrainConfig.reward_max_new_tokens): the release decodes up to 768 new
 tokens (RELEASE_MAX_NEW_TOKENS, the GPU profile's value); the kit's default of 8 (KIT_MAX_NEW_TOKENS) keeps CPU runs
 short and is enough for a letter or a number, but truncates free-form and OCR answers, whose rewards then drop.
+Either way a row stops as soon as its text ends with ANSWER_CLOSE (or at EOS): the reward reads only the first
+<answer>...</answer>, so the tokens after it are never scored and decoding them (up to 768 per row) is wasted.
 """
 from __future__ import annotations
 
@@ -13,9 +16,11 @@ import re
 import torch
 
 from cacovid_lib.models.base import VideoLLM
+from cacovid_lib.models.generation import generate_cached
 
 KIT_MAX_NEW_TOKENS = 8  # the kit's default generation length for the reward (CPU-sized)
 RELEASE_MAX_NEW_TOKENS = 768  # the release's generation length for the reward (docs/method.md §3, last paragraph)
+ANSWER_CLOSE = "</answer>"  # a rollout's answer is complete once its text ends with this
 
 
 # ---- Video-R1's accuracy rewards (per problem_type), on plain strings -------------------------------
@@ -77,12 +82,32 @@ def rouge_score(reference: str, hypothesis: str) -> float:
     return sum(scores) / 3
 
 
+def _first_char(text: str) -> str:
+    """The first character after stripping whitespace and then periods ("" when nothing is left)."""
+    return text.strip().strip(".")[:1]
+
+
+def multiple_choice_match(output: str, solution: str) -> float:
+    """The CaCoVID release's multiple-choice reward (docs/method.md §3): "take the text inside <answer>...</answer>
+    (or the whole output when there is no such tag) for both the output and the solution, strip whitespace and then
+    periods, and compare only the first character; the rollout also scores 1 when the first character of the whole
+    (stripped) output matches. So "B", "B." and "B. a red cube" all score 1 against "B"."
+
+    The comparison is of characters as they are (case-sensitive): the release's rule says nothing about case.
+    An empty answer or solution scores 0."""
+    gt = _first_char(extract_answer(solution))
+    if not gt:
+        return 0.0
+    return float(_first_char(extract_answer(output)) == gt or _first_char(output) == gt)
+
+
 def accuracy_reward(problem_type: str, output: str, solution: str) -> float:
-    """Video-R1's accuracy reward of one answer: 1/0 for multiple choice; numerical: equal to 2 decimals (and
-    both or neither with a decimal point); OCR: 1 - WER; free-form: ROUGE; regression: 1 - relative error."""
-    out, gt = extract_answer(output), extract_answer(solution)
+    """The accuracy reward of one answer: multiple choice: the release's first-character rule (multiple_choice_match),
+    1/0; Video-R1's for the rest: numerical: equal to 2 decimals (and both or neither with a decimal point); OCR:
+    1 - WER; free-form: ROUGE; regression: 1 - relative error."""
     if problem_type == "multiple choice":
-        return float(out.strip() == gt.strip())
+        return multiple_choice_match(output, solution)
+    out, gt = extract_answer(output), extract_answer(solution)
     if problem_type == "numerical":
         if ("." in gt or "," in gt) != ("." in out or "," in out):
             return 0.0
@@ -120,12 +145,13 @@ def multiple_choice_rewards(vlm: VideoLLM, items: list[dict], answers, video_emb
 @torch.no_grad()
 def generation_rewards(vlm: VideoLLM, items: list[dict], video_embeds: torch.Tensor, masks: torch.Tensor,
                        max_new_tokens: int = KIT_MAX_NEW_TOKENS) -> torch.Tensor:
-    """Video-R1 accuracy reward of the greedy answer generated under each mask, all B·G rows decoded together, at
-    most `max_new_tokens` new tokens each (the release: RELEASE_MAX_NEW_TOKENS).
+    """accuracy_reward of the greedy answer generated under each mask, all B·G rows decoded together with a KV cache
+    (generation.generate_cached, the same tokens as `vlm.generate`), each row until its text ends with ANSWER_CLOSE,
+    at EOS, or after `max_new_tokens` new tokens (the release: RELEASE_MAX_NEW_TOKENS).
     video_embeds (B, N+1, D), masks (B, G, N) -> rewards (B, G)."""
     b, g, _ = masks.shape
     rows = [(i, j) for i in range(b) for j in range(g)]
-    texts = vlm.generate([items[i] for i, _ in rows], torch.stack([video_embeds[i] for i, _ in rows]),
-                         torch.stack([masks[i, j] for i, j in rows]), max_new_tokens=max_new_tokens)
+    texts = generate_cached(vlm, [items[i] for i, _ in rows], torch.stack([video_embeds[i] for i, _ in rows]),
+                            torch.stack([masks[i, j] for i, j in rows]), max_new_tokens, stop_text=ANSWER_CLOSE)
     rewards = [accuracy_reward(items[i]["problem_type"], text, items[i]["solution"]) for (i, _), text in zip(rows, texts)]
     return torch.tensor(rewards).view(b, g)

@@ -11,6 +11,7 @@ rebuild the world or retrain the video LLM. tests/test_layout.py fails when a dv
 from __future__ import annotations
 
 import ast
+import functools
 import sys
 from pathlib import Path
 
@@ -18,8 +19,9 @@ from cacovid_lib.io_utils import KitInputError
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "cacovid_lib"
-DVC_FILES = ("dvc.yaml", "extras/dvc.yaml")
-"""the pipeline (`dvc repro`) and the extra stages (`dvc repro extras/dvc.yaml`); both name deps from the project root"""
+DVC_FILES = ("dvc.yaml", "extras/dvc.yaml", "paper/dvc.yaml")
+"""the embedded pipeline (`dvc repro`), its extra stages (`dvc repro extras/dvc.yaml`) and the paper's GPU pipeline
+(`make paper`); all name deps from the project root"""
 
 
 def imported_modules(source: str) -> set[str]:
@@ -46,6 +48,12 @@ def module_file(module: str) -> Path | None:
     return None
 
 
+@functools.lru_cache(maxsize=None)
+def _file_imports(file: Path) -> frozenset[str]:
+    """imported_modules of a kit file, parsed once per process (the layout tests walk the same files per stage)."""
+    return frozenset(imported_modules(file.read_text()))
+
+
 def transitive_files(source: str) -> set[Path]:
     """The kit's source files that running `source` imports, directly or through other kit modules."""
     todo, seen = list(imported_modules(source)), set()
@@ -54,7 +62,7 @@ def transitive_files(source: str) -> set[Path]:
         if file is None or file in seen:
             continue
         seen.add(file)
-        todo += imported_modules(file.read_text())
+        todo += _file_imports(file)
     return seen
 
 
@@ -78,7 +86,9 @@ def notebook_source(notebook: Path) -> str:
 
 def stage_code_deps(notebook) -> list[str]:
     """The code deps dvc.yaml must declare for the stage that runs `notebook`."""
-    runner = "import cacovid_lib.pipeline.stage\n"  # the stage command runs the notebook through the stage runner
+    # the stage command runs the notebook through its pipeline's stage runner
+    runner = "import cacovid_lib.paper.stage\n" if Path(notebook).parts[:2] == ("notebooks", "paper") else \
+        "import cacovid_lib.pipeline.stage\n"
     return dep_paths(transitive_files(notebook_source(ROOT / notebook) + "\n" + runner))
 
 
@@ -98,10 +108,11 @@ def rewrite_dvc_yaml(text: str) -> str:
 
 
 def dvc_stages() -> dict[str, dict]:
-    """Every stage of DVC_FILES by name -> its spec (a foreach stage's `do` block, which its runs share)."""
+    """Every stage of DVC_FILES by name (`paper/dvc.yaml:report` outside the root dvc.yaml, as DVC names them) -> its
+    spec (a foreach stage's `do` block, which its runs share)."""
     import yaml
 
-    return {name: spec.get("do", spec) for dvc_file in DVC_FILES
+    return {(name if dvc_file == "dvc.yaml" else f"{dvc_file}:{name}"): spec.get("do", spec) for dvc_file in DVC_FILES
             for name, spec in yaml.safe_load((ROOT / dvc_file).read_text())["stages"].items()}
 
 

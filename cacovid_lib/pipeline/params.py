@@ -26,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from cacovid_lib.io_utils import COUNT, POSITIVE, RATIO, SEED, KitInputError, Range, check_ranges
+from cacovid_lib.io_utils import COUNT, POSITIVE, RATIO, SEED, KitInputError, check_ranges
 
 
 def read_params(path) -> dict:

@@ -4,8 +4,12 @@ and `reward_fn`; the training entry points for the world and for Video-R1, and t
 policy as a keep rule is compare/cacovid.py's policy_keep_rule.)"""
 from __future__ import annotations
 
+import csv
 import math
+import sys
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -59,7 +63,9 @@ class PolicyTask:
 def rollout_stats(masks: torch.Tensor, asked: torch.Tensor, rewards: torch.Tensor) -> dict:
     """Is the reward signal there? Of one step's rollouts (every mode) masks (B, G, N) bool, with the asked objects'
     tokens asked (B, N) bool and rewards (B, G): the share of rollouts that keep a token of an asked object, and the
-    mean reward of the rollouts that do and of those that do not (NaN where there are none)."""
+    mean reward of the rollouts that do and of those that do not (NaN where there are none). Computed on the CPU
+    whatever device the masks are on (the loop's masks stay on the accelerator; asked and rewards are CPU tensors)."""
+    masks, asked, rewards = masks.cpu(), asked.cpu(), rewards.cpu()  # no-ops (the same tensors) on the CPU
     hit = (masks & asked[:, None, :]).any(-1)  # (B, G)
     mean = lambda r: float(r.mean()) if r.numel() else math.nan  # noqa: E731
     return {"asked_in_rollouts": float(hit.float().mean()), "reward_with_asked": mean(rewards[hit]),
@@ -76,7 +82,14 @@ class VideoR1Task(PolicyTask):
 
     Prompts: the model's chat template (`vlm.prompt_template`, set by the caller) around
     video_r1.policy_question(item). The policy trains in float32 (see _train_and_save), so its inputs are
-    handed over in float32 whatever the LLM's dtype; under accelerate's bf16 mixed precision it computes in bf16."""
+    handed over in float32 whatever the LLM's dtype; under accelerate's bf16 mixed precision it computes in bf16.
+
+    Robust to real data, so that no process crashes nor stalls the others: a video shorter than num_frames is read
+    with repeated frames (video_io.read_video(allow_short=True), as the release samples what a short clip has) and
+    counted in `short`; an unreadable one is counted in `unreadable` and replaced, for good, by the next readable
+    item after it (index order, wrapping). The loop's batches keep their size, so every process makes the same
+    forwards, backwards and all-reduces; everything the loop passes an item index to (inputs, rewards, video
+    tokens) sees the replacement. A readable, long enough video is read exactly as by video_r1.read_media."""
 
     def __init__(self, vlm, items: list[dict], reward: str = "generation", max_new_tokens: int = KIT_MAX_NEW_TOKENS):
         from cacovid_lib.data.schema import OPTION_LETTERS, answer_letter  # A..Z: a Video-R1 item may have many options
@@ -98,30 +111,84 @@ class VideoR1Task(PolicyTask):
         self.answers = np.array([OPTION_LETTERS.index(answer_letter(it)) if scorable(it) else -1 for it in items])  # -1: no option
         self.prompts = [vlm.prompt(item) for item in self.items]
         self._batch: tuple[tuple[int, ...], torch.Tensor] | None = None  # (item indices, their video embeds (B, N+1, D))
+        self.short: set[int] = set()  # items read with repeated frames
+        self.unreadable: set[int] = set()
+        self._replacement: dict[int, int] = {}  # unreadable item -> the item that stands in for it
+        self._readable: set[int] = set()
+        self._frames: dict[int, np.ndarray] = {}  # frames read while resolving, until the batch is encoded
 
     def __len__(self) -> int:
         return len(self.items)
 
-    @torch.no_grad()
-    def item_video_embeds(self, idx) -> torch.Tensor:
+    def _read(self, i: int) -> np.ndarray:
+        """Item i's frames (t, H, W, 3): video_r1.read_media, or for a short video read_video(allow_short=True)."""
+        from cacovid_lib.data.video_io import read_video
         from cacovid_lib.data.video_r1 import read_media
 
-        key = tuple(int(i) for i in idx)
+        if i in self.short:
+            return read_video(self.items[i]["media_path"], self.vlm.num_frames, allow_short=True)
+        try:
+            return read_media(self.items[i], self.vlm.num_frames)
+        except KitInputError:
+            frames = read_video(self.items[i]["media_path"], self.vlm.num_frames, allow_short=True)
+            self.short.add(i)
+            return frames
+
+    def _try_read(self, i: int) -> bool:
+        try:
+            self._frames[i] = self._read(i)  # (t, H, W, 3)
+        except KitInputError as err:
+            print(f"video-r1: skipping item {self.items[i].get('problem_id', i)}: {err}", file=sys.stderr)
+            self.unreadable.add(i)
+            return False
+        self._readable.add(i)
+        return True
+
+    def resolve(self, idx) -> np.ndarray:
+        """Item indices with every unreadable item replaced by its stand-in: (B,) -> (B,). Reads the videos of items
+        not read yet (their frames are kept until item_video_embeds encodes them)."""
+        out = []
+        for i in (int(i) for i in idx):
+            if i not in self._readable and i not in self._replacement:
+                j = i
+                while not (j in self._readable or (j not in self.unreadable and self._try_read(j))):
+                    j = (j + 1) % len(self.items)
+                    if j == i:
+                        raise KitInputError("video-r1: no item has a readable video")
+                if j != i:
+                    self._replacement[i] = j
+            out.append(self._replacement.get(i, i))
+        return np.array(out)
+
+    def _stand_ins(self, idx) -> np.ndarray:
+        """idx with the replacements that item_video_embeds(idx) finds (a subclass with its own video embeddings,
+        which reads no video, finds none): (B,) -> (B,)."""
+        self.item_video_embeds(idx)  # the batch's embeddings, cached for the calls with the replaced indices
+        return np.array([self._replacement.get(int(i), int(i)) for i in idx])
+
+    @torch.no_grad()
+    def item_video_embeds(self, idx) -> torch.Tensor:
+        key = tuple(int(i) for i in self.resolve(idx))
         if self._batch is None or self._batch[0] != key:
-            pixels = torch.stack([self.vlm.preprocess(read_media(self.items[i], self.vlm.num_frames)) for i in key])
+            frames = [self._frames.pop(i) if i in self._frames else self._read(i) for i in key]  # read in an earlier batch
+            pixels = torch.stack([self.vlm.preprocess(f) for f in frames])
             self._batch = (key, self.vlm.encode_video(pixels))  # (B, N+1, D)
         return self._batch[1]
 
     def inputs_fn(self, idx) -> PolicyInputs:
-        inputs = super().inputs_fn(idx)
+        inputs = super().inputs_fn(self._stand_ins(idx))
         return replace(inputs, embeds=inputs.embeds.float(), raw_video=inputs.raw_video.float())
+
+    def reward_fn(self, idx, inputs: PolicyInputs, masks: torch.Tensor) -> torch.Tensor:
+        return super().reward_fn(self._stand_ins(idx), inputs, masks)
 
 
 def train_policy_on_split(model_dir, world_dir, num_frames: int, cfg, out_dir, items_file=None, reward: str = "multiple_choice",
-                          accelerator=None, resume: bool = False, progress: bool = True):
+                          accelerator=None, resume: bool = False, progress: bool = True, health_log: bool = False):
     """Load the frozen video LLM, train a fresh policy on the (blind-filtered) train split, save it to `out_dir`.
     The notebook stage and `accelerate launch -m cacovid_lib.cli.launch_policy_training` both call this.
-    With `resume`, training continues from the last checkpoint in `out_dir`. Returns (policy, TrainerState)."""
+    With `resume`, training continues from the last checkpoint in `out_dir`; `health_log`: see _train_and_save.
+    Returns (policy, TrainerState)."""
     from accelerate import Accelerator
 
     from cacovid_lib.embedded.split import load_split
@@ -132,7 +199,8 @@ def train_policy_on_split(model_dir, world_dir, num_frames: int, cfg, out_dir, i
         p.requires_grad_(False)
     split = load_split(world_dir, "train", num_frames, items_file=items_file)
     task = PolicyTask(vlm, split, reward=reward, max_new_tokens=cfg.reward_max_new_tokens)
-    policy, state = _train_and_save(vlm, task, len(split), model_dir, cfg, out_dir, accelerator, resume, progress)
+    policy, state = _train_and_save(vlm, task, len(split), model_dir, cfg, out_dir, accelerator, resume, progress,
+                                    health_log)
     join_rollout_log(state.history, task.rollout_log)
     return policy, state
 
@@ -157,13 +225,14 @@ def epoch_steps(num_items: int, cfg, num_processes: int, epochs: float = 1.0) ->
 def train_policy_on_video_r1(model_dir, json_file, media_root, num_frames: int, cfg, out_dir, reward: str = "generation",
                              epochs: float | None = None, limit: int | None = None, dtype="float32",
                              attn_implementation: str = "sdpa", frame_size=None, accelerator=None, resume: bool = False,
-                             progress: bool = True):
+                             progress: bool = True, health_log: bool = False):
     """Train a fresh policy for a real video LLM (LLaVA-OneVision or Qwen2.5-VL, models.loader.load_video_llm) on
     the video items of a Video-R1 style JSON (as the release: videos only; with reward "multiple_choice" only its
     multiple-choice items), streaming the videos (VideoR1Task), and save it to `out_dir`.
     `epochs`: set the step count to that many passes over the items (the release trains one epoch); None keeps
     cfg.steps. Blind filtering is the caller's: pass a filtered JSON (e.g. the release's
-    Video-R1-llava_onevision_filtered.json). Returns (policy, TrainerState)."""
+    Video-R1-llava_onevision_filtered.json). `health_log`: see _train_and_save. After training, the short and
+    unreadable videos of all processes (VideoR1Task), summed, go to stderr. Returns (policy, TrainerState)."""
     from accelerate import Accelerator
 
     from cacovid_lib.data.video_r1 import load_video_r1
@@ -182,15 +251,84 @@ def train_policy_on_video_r1(model_dir, json_file, media_root, num_frames: int, 
     for p in vlm.model.parameters():
         p.requires_grad_(False)
     task = VideoR1Task(vlm, items, reward=reward, max_new_tokens=cfg.reward_max_new_tokens)
-    return _train_and_save(vlm, task, len(items), model_dir, cfg, out_dir, accelerator, resume, progress)
+    policy, state = _train_and_save(vlm, task, len(items), model_dir, cfg, out_dir, accelerator, resume, progress,
+                                    health_log)
+    # one all-reduce on every process, after the loop: the totals over processes
+    counts = accelerator.reduce(torch.tensor([len(task.short), len(task.unreadable)], device=accelerator.device), "sum")
+    short, unreadable = (int(c) for c in counts)
+    if accelerator.is_main_process:
+        print(f"video-r1: {short} short videos read with repeated frames, {unreadable} unreadable videos skipped "
+              f"(each replaced by its process's next readable item)", file=sys.stderr)
+    return policy, state
 
 
-def _train_and_save(vlm, task, num_items: int, model_dir, cfg, out_dir, accelerator, resume: bool, progress: bool):
+HEALTH_CSV, HEALTH_PNG, HISTORY = "training_health.csv", "training_health.png", "training_history.pt"
+
+
+class HealthLog:
+    """The per-step health CSV (HEALTH_CSV) in the policy folder, appended by the main process after every step
+    (the loop's history row plus seconds_per_step); the figure (HEALTH_PNG, policy_training_figure) at the end.
+    A resumed run first drops the rows at or after its checkpoint's step (logged by the killed run after its last
+    checkpoint, and about to be redone), then appends."""
+
+    def __init__(self, out_dir, start_step: int, main_process: bool):
+        self.path, self.main = Path(out_dir) / HEALTH_CSV, main_process
+        self.fields: list[str] | None = None
+        self.last = time.perf_counter()
+        if not self.main:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        rows = []
+        if start_step and self.path.is_file():
+            with self.path.open(newline="") as f:
+                reader = csv.DictReader(f)
+                self.fields = reader.fieldnames
+                rows = [r for r in reader if int(r["step"]) < start_step]
+        with self.path.open("w", newline="") as f:
+            if self.fields:
+                writer = csv.DictWriter(f, self.fields)
+                writer.writeheader()
+                writer.writerows(rows)
+
+    def __call__(self, record: dict) -> None:
+        now = time.perf_counter()
+        row = dict(record, seconds_per_step=now - self.last)
+        self.last = now
+        if not self.main:
+            return
+        new = self.fields is None
+        self.fields = self.fields or list(row)
+        with self.path.open("a", newline="") as f:
+            writer = csv.DictWriter(f, self.fields, extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def figure(self) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")  # a training node has no display
+        import matplotlib.pyplot as plt
+
+        if self.main and self.path.is_file():
+            history = pd.read_csv(self.path)
+            if len(history):
+                fig = policy_training_figure(history, window=max(1, min(25, math.ceil(len(history) / 10))))
+                fig.savefig(self.path.with_name(HEALTH_PNG), dpi=110)
+                plt.close(fig)
+
+
+def _train_and_save(vlm, task, num_items: int, model_dir, cfg, out_dir, accelerator, resume: bool, progress: bool,
+                    health_log: bool = False):
     """The policy loop on `task` (resumable from `out_dir`), then the policy alone saved to `out_dir`.
     The policy's weights are float32 whatever the LLM's dtype (a no-op for the float32 embedded model): AdamW steps
-    at the release's learning rate (1e-6) are below bfloat16's resolution and would be lost."""
+    at the release's learning rate (1e-6) are below bfloat16's resolution and would be lost.
+    `health_log` (the launcher's runs): the main process also appends HEALTH_CSV per step (HealthLog), writes
+    HEALTH_PNG at the end, and moves the trainer state aside to HISTORY (the whole history, sample rates, the last
+    checkpoint's optimizer state, None without one) instead of deleting it, so the run's record stays while a
+    resume starts afresh. Same policy, same steps: the log only reads each step's history row. Without it (the
+    notebook stage, which plots its own health) the folder holds the policy only."""
     from dataclasses import asdict
-    from pathlib import Path
 
     from cacovid_lib.method.policy import load_policy, save_policy
     from cacovid_lib.method.train_loop import load_trainer_state, save_training_checkpoint, train_policy
@@ -199,18 +337,25 @@ def _train_and_save(vlm, task, num_items: int, model_dir, cfg, out_dir, accelera
     resumed = load_trainer_state(out_dir) if resume else None
     policy = load_policy(out_dir, llm, dtype=torch.float32) if resumed else CompressionPolicy.from_llm(llm, seed=cfg.seed).float()
     state, optimizer_state = resumed or (None, None)
+    last_optimizer_state = [optimizer_state]
 
     def checkpoint(model, st, opt_state):
+        last_optimizer_state[0] = opt_state
         if accelerator.is_main_process:
             save_training_checkpoint(out_dir, model, st, opt_state, cfg, str(model_dir))
         accelerator.wait_for_everyone()
 
+    log = HealthLog(out_dir, state.step if state else 0, accelerator.is_main_process) if health_log else None
     state = train_policy(policy.to(accelerator.device), task.inputs_fn, task.reward_fn, num_items, cfg, accelerator, state,
-                         optimizer_state, checkpoint, progress)
+                         optimizer_state, checkpoint, progress, step_fn=log)
     policy = accelerator.unwrap_model(policy)
-    if accelerator.is_main_process:  # training finished: the folder holds the policy only
+    if accelerator.is_main_process:  # training finished: the folder holds the policy only (and the health log's files)
         save_policy(policy, out_dir, str(model_dir), {"train_config": asdict(cfg), "step": state.step})
-        Path(out_dir, "trainer_state.pt").unlink(missing_ok=True)
+        if log is not None:
+            torch.save({"state": asdict(state), "optimizer_state": last_optimizer_state[0]}, Path(out_dir, HISTORY))
+        Path(out_dir, "trainer_state.pt").unlink(missing_ok=True)  # with the health log, its content is in HISTORY
+        if log is not None:
+            log.figure()
     accelerator.wait_for_everyone()
     return policy, state
 
