@@ -206,3 +206,22 @@ def drawn_png(path, dpi: int = 110):
     drawn = float(np.mean(np.abs(rgb - background).max(axis=1) > 0.1))
     assert drawn > 0.005, f"{path}: {drawn:.2%} of the pixels drawn"
     return pixels.shape[1] / dpi, pixels.shape[0] / dpi
+
+
+# ---- the uncached FastV decoder: the KV-cached one's reference -------------------------------------------------------
+def uncached_generate_pruned_inside(vlm, items: list[dict], video_embeds, keeps, after_layer: int,
+                                    max_new_tokens: int) -> list[str]:
+    """The reference the KV-cached FastV decoding (models/generation.py) is checked against: greedy decoding with
+    FastV's in-LLM pruning (VideoLLM.forward_pruned_inside) rerun over the whole prompt at every step."""
+    import torch
+
+    prompts = [vlm.prompt(item) for item in items]
+    every = torch.ones(video_embeds.shape[1] - 1, dtype=torch.bool)
+    starts = [len(p.prefix_ids) for p in prompts]
+
+    def next_logits(outs):
+        seqs = [vlm.assemble(p, v, every, o) for p, v, o in zip(prompts, video_embeds, outs)]
+        logits, lengths = vlm.forward_pruned_inside(seqs, starts, keeps, after_layer)  # (B, L', V), (B,)
+        return logits[torch.arange(len(seqs), device=logits.device), lengths - 1]  # (B, V)
+
+    return vlm.decode_greedy(next_logits, len(items), vlm.stop_ids(), max_new_tokens)

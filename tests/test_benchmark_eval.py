@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import QWEN_FRAME, ROOT
+from conftest import QWEN_FRAME, ROOT, uncached_generate_pruned_inside
 
 from cacovid_lib.compare.efficiency import prefill
 from cacovid_lib.compare.evaluation import option_scores
@@ -25,7 +25,7 @@ from cacovid_lib.cli import benchmark_eval
 from cacovid_lib.paper import answering
 from cacovid_lib.paper import params as answering_params
 from cacovid_lib.cli.benchmark_eval import (
-    chat_template, collect, efficiency_profile, evaluate_benchmark, generate_pruned_inside, prompt_items,
+    chat_template, collect, efficiency_profile, evaluate_benchmark, prompt_items,
     prompt_template, read_results
 )
 
@@ -150,7 +150,7 @@ def test_llava_attention_baselines_and_fastv_generation(llava, videomme, tmp_pat
     _, video = answering.encode_items(llava, views)
     every = torch.ones(3, LLAVA_TOKENS, dtype=torch.bool)
     with prompt_template(llava, chat_template(llava)):
-        assert generate_pruned_inside(llava, views, video, every, 0, 4) == llava.generate(views, video, every, max_new_tokens=4)
+        assert uncached_generate_pruned_inside(llava, views, video, every, 0, 4) == llava.generate(views, video, every, max_new_tokens=4)
     profile = efficiency_profile(llava, items[:1], "fastv", 0.25, repeats=1, fastv_layer=0)
     check_profile(profile, llava, items=1, kept=LLAVA_TOKENS // 4)
     assert timings == [1, 1, 1]  # selection, prefill with the kept tokens, prefill with every token

@@ -1,13 +1,14 @@
 """Greedy decoding with a KV cache (cacovid_lib/models/generation.py) on tiny random LLaVA-OneVision and Qwen2.5-VL
 models of the real classes: the same token ids, answers and per-step logits as the kit's uncached decoding
-(VideoLLM.generate, benchmark_eval.generate_pruned_inside) on left-padded batches of different prompt lengths
+(VideoLLM.generate, the uncached FastV decoder (conftest)) on left-padded batches of different prompt lengths
 and keep-masks, the prompt through the language model once, and bad arguments as one line."""
 import copy
 
 import pytest
 import torch
 
-from cacovid_lib.cli.benchmark_eval import generate_pruned_inside
+from conftest import uncached_generate_pruned_inside
+
 from cacovid_lib.compare.profile import TINY_SHAPE, build_llava_onevision, build_qwen2_5_vl
 from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.models import generation
@@ -176,7 +177,7 @@ def test_a_stop_text_ends_its_row_with_the_text_kept(backend, request):
 @pytest.mark.parametrize("after_layer", [0, 1])
 def test_pruned_inside_cached_gives_the_uncached_ids_answers_and_logits(llava, after_layer, monkeypatch):
     video, keeps = inputs(llava)
-    texts, ids, ref_logits = uncached(llava, lambda m: generate_pruned_inside(m, ITEMS, video, keeps, after_layer, STEPS),
+    texts, ids, ref_logits = uncached(llava, lambda m: uncached_generate_pruned_inside(m, ITEMS, video, keeps, after_layer, STEPS),
                                       stop=set())
     assert generate_pruned_inside_cached(llava, ITEMS, video, keeps, after_layer, STEPS, stop_ids=set()) == texts
     got_ids, logits = cached(monkeypatch, lambda: generate_pruned_inside_cached_ids(llava, ITEMS, video, keeps, after_layer,
@@ -195,7 +196,7 @@ def test_pruned_inside_cached_gives_the_uncached_ids_answers_and_logits(llava, a
 
     free = ids
     stop = {free[1][1]}
-    texts, ids, _ = uncached(llava, lambda m: generate_pruned_inside(m, ITEMS, video, keeps, after_layer, STEPS), stop=stop)
+    texts, ids, _ = uncached(llava, lambda m: uncached_generate_pruned_inside(m, ITEMS, video, keeps, after_layer, STEPS), stop=stop)
     got = generate_pruned_inside_cached_ids(llava, ITEMS, video, keeps, after_layer, STEPS, stop_ids=stop)
     assert got == ids and got[1] == free[1][:free[1].index(free[1][1])]
 
@@ -206,7 +207,7 @@ def test_pruned_inside_rows_may_keep_different_numbers_of_tokens(llava):
     keeps[1, 1] = True  # row 1 keeps one more
     alone = [generate_pruned_inside_cached_ids(llava, [it], v[None], k[None], 0, STEPS, stop_ids=set())[0]
              for it, v, k in zip(ITEMS, video, keeps)]
-    assert alone == [uncached(llava, lambda m: generate_pruned_inside(m, [it], v[None], k[None], 0, STEPS), set())[1][0]
+    assert alone == [uncached(llava, lambda m: uncached_generate_pruned_inside(m, [it], v[None], k[None], 0, STEPS), set())[1][0]
                      for it, v, k in zip(ITEMS, video, keeps)]
     assert generate_pruned_inside_cached_ids(llava, ITEMS, video, keeps, 0, STEPS, stop_ids=set()) == alone
 

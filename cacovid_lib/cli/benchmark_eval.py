@@ -43,7 +43,7 @@ from cacovid_lib.io_utils import RATIO, KitInputError, run_cli, write_json_atomi
 from cacovid_lib.models.loader import ATTENTION, DTYPES, chat_template
 from cacovid_lib.paper.answering import (  # noqa: F401  (the names tests and users reach through this command)
     ANSWER_MODES, benchmark_score, check_method_for, check_results_file, collect, efficiency_profile, evaluate_benchmark,
-    generate_pruned_inside, prompt_items, prompt_template, read_results, run_fields
+    prompt_items, prompt_template, read_results, run_fields
 )
 from cacovid_lib.paper.params import DEFAULTS, PLACEHOLDER, method_settings, read_gpu_params
 

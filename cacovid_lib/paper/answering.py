@@ -33,7 +33,7 @@ from cacovid_lib.data.benchmarks import accuracy_by_category, parse_answer, read
 from cacovid_lib.data.schema import OPTION_LETTERS, answer_letter
 from cacovid_lib.io_utils import RATIO, KitInputError, append_jsonl, read_jsonl_records
 from cacovid_lib.method.policy import CompressionPolicy
-from cacovid_lib.models.base import VideoLLM
+from cacovid_lib.models.generation import generate_cached, generate_pruned_inside_cached
 from cacovid_lib.models.loader import chat_template
 from cacovid_lib.models.qwen2_5_vl import Qwen25VLVideoLLM
 
@@ -120,35 +120,19 @@ def make_selector(vlm, items: list[dict], method: str, retention: float, policy:
 
 
 # ---- answering -----------------------------------------------------------------------------------------
-@torch.no_grad()
-def generate_pruned_inside(vlm: VideoLLM, items: list[dict], video_embeds: torch.Tensor, keeps: torch.Tensor,
-                           after_layer: int, max_new_tokens: int) -> list[str]:
-    """Greedy decoding with FastV's in-LLM pruning (VideoLLM.forward_pruned_inside) at every step, no KV cache, as
-    VideoLLM.generate. video_embeds (B, N+1, D), keeps (B, N) -> B strings."""
-    prompts = [vlm.prompt(item) for item in items]
-    every = torch.ones(video_embeds.shape[1] - 1, dtype=torch.bool)
-    starts = [len(p.prefix_ids) for p in prompts]
-
-    def next_logits(outs):
-        seqs = [vlm.assemble(p, v, every, o) for p, v, o in zip(prompts, video_embeds, outs)]
-        logits, lengths = vlm.forward_pruned_inside(seqs, starts, keeps, after_layer)  # (B, L', V), (B,)
-        return logits[torch.arange(len(seqs), device=logits.device), lengths - 1]  # (B, V)
-
-    return vlm.decode_greedy(next_logits, len(items), vlm.stop_ids(), max_new_tokens)
-
-
 def answer(vlm, items: list[dict], video_embeds: torch.Tensor, sel: Selection, answer_mode: str,
            max_new_tokens: int) -> list[tuple[str | None, object]]:
-    """(predicted letter or None, raw output: generated text or option scores) for each item of the batch."""
+    """(predicted letter or None, raw output: generated text or option scores) for each item of the batch: greedy
+    generation with a KV cache (lmms-eval's mode) or the kit's option-text log-likelihood."""
     if answer_mode == "loglikelihood":
         scores = option_scores(vlm, items, video_embeds, sel).float().cpu()  # (B, options)
         return [(OPTION_LETTERS[int(s.argmax())], [round(float(x), 4) for x in s]) for s in scores]
     video = video_embeds if sel.video_embeds is None else sel.video_embeds.to(video_embeds.device)
     keeps = sel.keeps.to(video_embeds.device)
-    if sel.prune_after_layer is None:
-        texts = vlm.generate(items, video, keeps, max_new_tokens=max_new_tokens)
-    else:
-        texts = generate_pruned_inside(vlm, items, video, keeps, sel.prune_after_layer, max_new_tokens)
+    if sel.prune_after_layer is None:  # greedy decoding with a KV cache (models/generation.py)
+        texts = generate_cached(vlm, items, video, keeps, max_new_tokens)
+    else:  # FastV: the later layers' cache holds only the kept tokens
+        texts = generate_pruned_inside_cached(vlm, items, video, keeps, sel.prune_after_layer, max_new_tokens)
     return [(parse_answer(it["benchmark"], text, it["options"]), text) for it, text in zip(items, texts)]
 
 

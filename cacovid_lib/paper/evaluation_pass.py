@@ -28,16 +28,13 @@ import torch
 from tqdm import tqdm
 
 from cacovid_lib.compare import registry
-from cacovid_lib.compare.evaluation import option_scores
-from cacovid_lib.compare.keep import Selection
-from cacovid_lib.data.benchmarks import accuracy_by_category, parse_answer, read_benchmark_video
-from cacovid_lib.data.schema import OPTION_LETTERS, answer_letter
+from cacovid_lib.data.benchmarks import accuracy_by_category
+from cacovid_lib.data.schema import answer_letter
 from cacovid_lib.io_utils import KitInputError, append_jsonl, read_jsonl_records, write_json_atomic
 from cacovid_lib.method.policy import CompressionPolicy
-from cacovid_lib.models.generation import generate_cached, generate_pruned_inside_cached
 from cacovid_lib.models.loader import chat_template
 from cacovid_lib.paper.answering import (
-    UNREADABLE_VIDEO, benchmark_score, check_method_for, prompt_items, prompt_template, skipped_video
+    answer, benchmark_score, check_method_for, decode_readable, prompt_items, prompt_template
 )
 
 Run = tuple[str, float]  # (method key, retention ratio); "all" at 1.0
@@ -61,34 +58,6 @@ def done_items(out_dir: Path, run: Run) -> set[str]:
     for path in sorted(out_dir.glob(f"{run_stem(run)}.rank*.jsonl")):
         done |= set(read_jsonl_records(path, "problem_id"))
     return done
-
-
-def answer_batch(vlm, items: list[dict], video_embeds: torch.Tensor, sel: Selection, answer_mode: str,
-                 max_new_tokens: int) -> list[tuple[str | None, object]]:
-    """(predicted letter or None, raw output) per item: generation with a KV cache (lmms-eval's mode), or the kit's
-    option-text log-likelihood."""
-    if answer_mode == "loglikelihood":
-        scores = option_scores(vlm, items, video_embeds, sel).float().cpu()  # (B, options)
-        return [(OPTION_LETTERS[int(s.argmax())], [round(float(x), 4) for x in s]) for s in scores]
-    video = video_embeds if sel.video_embeds is None else sel.video_embeds.to(video_embeds.device)
-    keeps = sel.keeps.to(video_embeds.device)
-    if sel.prune_after_layer is None:
-        texts = generate_cached(vlm, items, video, keeps, max_new_tokens)
-    else:
-        texts = generate_pruned_inside_cached(vlm, items, video, keeps, sel.prune_after_layer, max_new_tokens)
-    return [(parse_answer(it["benchmark"], text, it["options"]), text) for it, text in zip(items, texts)]
-
-
-def _read_batch(vlm, views: list[dict], idx: np.ndarray) -> tuple[np.ndarray, list[torch.Tensor], list[dict]]:
-    """(indices whose video was read, their preprocessed frames, skipped_video entries of the others)."""
-    readable, frames, skipped = [], [], []
-    for i in idx:
-        try:
-            frames.append(vlm.preprocess(read_benchmark_video(views[i]["path"], vlm.num_frames)))
-            readable.append(int(i))
-        except UNREADABLE_VIDEO as err:
-            skipped.append(skipped_video(views[i], err))
-    return np.array(readable, dtype=int), frames, skipped
 
 
 @torch.no_grad()
@@ -115,7 +84,7 @@ def evaluation_pass(vlm, items: Sequence[dict], runs: list[Run], out_dir, policy
         bar = tqdm(total=len(pending) * len(runs), desc=f"pass rank {rank}", disable=not progress, mininterval=5)
         for start in range(0, len(pending), batch_size):
             # 2. read and encode each video of the batch once
-            idx, frames, unreadable = _read_batch(vlm, views, pending[start:start + batch_size])
+            idx, frames, unreadable = decode_readable(vlm, views, pending[start:start + batch_size])
             skipped += unreadable
             bar.update(len(unreadable) * len(runs))
             if not len(idx):
@@ -136,7 +105,7 @@ def evaluation_pass(vlm, items: Sequence[dict], runs: list[Run], out_dir, policy
                 sel = rules[run](idx[rows], video_embeds[rows])
                 select_ms = 1000 * (time.perf_counter() - started) / len(rows)
                 batch = [views[idx[r]] for r in rows]
-                answers = answer_batch(vlm, batch, video_embeds[rows], sel, answer_mode, max_new_tokens)
+                answers = answer(vlm, batch, video_embeds[rows], sel, answer_mode, max_new_tokens)
                 kept = sel.keeps.sum(-1).tolist()
                 append_jsonl(out_dir / f"{run_stem(run)}.rank{rank}.jsonl", [
                     {"problem_id": str(it["problem_id"]), "benchmark": it["benchmark"], "category": it["category"],
