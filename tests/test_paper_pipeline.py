@@ -23,7 +23,7 @@ FRAMES = 4
 def test_the_dry_run_runs_every_stage_writes_the_report_and_skips_finished_stages(tmp_path):
     # every stage kind on one model and one benchmark; training is the launcher's own test (test_launcher_robustness)
     workdir = dry_run.prepare(tmp_path / "dry", items=1, models=["llava_onevision_7b"], benchmarks=["videomme"],
-                              ablation=False, policy_source="untrained")
+                              ablation=False, policy_source="untrained", memory_shape=(4, 16))
     dry_run.repro(workdir)
     report = workdir / "reports" / "paper"
     for name in ("main_table.csv", "main_table.md", "efficiency.md", "README.md", "selection_memory.csv",

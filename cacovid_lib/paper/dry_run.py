@@ -100,15 +100,18 @@ def dry_run_params(workdir: Path, items: int, models: list[str] | None = None, b
 
 
 def prepare(workdir, items: int = 2, models: list[str] | None = None, benchmarks: list[str] | None = None,
-            ablation: bool = True, policy_source: str = "train") -> Path:
+            ablation: bool = True, policy_source: str = "train", memory_shape: tuple[int, int] | None = None) -> Path:
     """Steps 1-4: the dry run's project, ready for `dvc repro paper/dvc.yaml`. `models`, `benchmarks`, `ablation` and
-    `policy_source` ("untrained": no training) make a quicker run of every stage kind, as the test suite's."""
+    `policy_source` ("untrained": no training) and `memory_shape` make a quicker run of every stage kind, as the test
+    suite's."""
     workdir = Path(workdir).resolve()
     if workdir == ROOT or ROOT in workdir.parents and workdir.relative_to(ROOT).parts[0] not in ("build", "scratch"):
         raise KitInputError(f"{workdir}: the dry run needs a folder of its own (e.g. build/paper-dryrun)")
     workdir.mkdir(parents=True, exist_ok=True)
     copy_pipeline(workdir)
     params = dry_run_params(workdir, items, models, benchmarks, ablation, policy_source)
+    if memory_shape:  # (frames, tokens a frame) of the selection-memory table, for a quicker check
+        params["efficiency"].update(memory_frames=memory_shape[0], memory_tokens_per_frame=memory_shape[1])
     write_text_atomic(workdir / "paper" / "params.yaml", "# the dry run's params (cacovid_lib/paper/dry_run.py)\n"
                       + yaml.safe_dump(params, sort_keys=False))
     return workdir

@@ -47,8 +47,10 @@ def efficiency_table(params: dict, model: str, policy_dir) -> pd.DataFrame:
 
 
 def selection_memory(params: dict) -> pd.DataFrame:
-    """compare/memory.py's table of each method's selection memory at LLaVA-OneVision-7B's shape."""
+    """compare/memory.py's table of each method's selection memory on LLaVA-OneVision-7B's LLM, at the `efficiency`
+    block's memory_frames x memory_tokens_per_frame video tokens (default the paper's 32 x 196)."""
     from cacovid_lib.compare.memory import selection_peak_table
 
-    evaluation = params.get("evaluation") or {}
-    return selection_peak_table(methods=evaluation.get("methods"))
+    evaluation, block = params.get("evaluation") or {}, params.get("efficiency") or {}
+    return selection_peak_table(methods=evaluation.get("methods"), frames=block.get("memory_frames", 32),
+                                tokens_per_frame=block.get("memory_tokens_per_frame", 196))

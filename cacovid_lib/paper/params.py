@@ -163,16 +163,26 @@ class EfficiencyParams:
     """`efficiency`: the efficiency table's runs (docs/method.md §6)."""
 
     retention: float | None = None
+    """the retention ratio every method is timed at (the paper's 25%)"""
     benchmark: str | None = None
+    """the benchmark whose first questions are timed"""
     items: int | None = None
+    """questions timed"""
     repeats: int | None = None
+    """median of this many runs per question, after warm-up"""
     methods: list[str] | None = None
+    """the methods timed (keys of the method registry)"""
+    memory_frames: int = 32
+    """the selection-memory table's frames (LLaVA-OneVision-7B's LLM; the paper's 32)"""
+    memory_tokens_per_frame: int = 196
+    """the selection-memory table's video tokens a frame (a square: LLaVA-OneVision's 14 x 14)"""
 
     def __post_init__(self):
         _one_of("benchmark", self.benchmark, sorted(BENCHMARKS))
         for i, method in enumerate(self.methods or []):
             _one_of(f"methods[{i}]", method, [m.key for m in registry.METHODS])
-        _check_given(self, retention=RATIO, items=COUNT, repeats=COUNT)
+        _check_given(self, retention=RATIO, items=COUNT, repeats=COUNT, memory_frames=COUNT,
+                     memory_tokens_per_frame=COUNT)
 
 
 def method_setting_names() -> list[str]:
