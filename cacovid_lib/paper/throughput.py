@@ -39,8 +39,9 @@ class PassModel:
 MODELS = {
     # SigLIP-400M over 32 frames x 729 patches: 2 x 0.4e9 x 23.3k ~ 19 TFLOP
     "llava_onevision_7b": PassModel("LLaVA-OneVision-7B", QWEN2_7B, 32 * 196, 16.0, 19.0, methods=7),
-    # 392 x 392 frames in pairs: 16 x 14 x 14 tokens; a 0.67B ViT over 16 x 28 x 28 patches: 2 x 0.67e9 x 12.5k ~ 17
-    "qwen2_5_vl_3b": PassModel("Qwen2.5-VL-3B", QWEN2_5_3B, 16 * 14 * 14, 7.5, 17.0, methods=5),
+    # 252 x 448 frames in pairs (paper/params.yaml): 16 x 9 x 16 tokens; a 0.67B ViT over 16 x 18 x 32 patches:
+    # 2 x 0.67e9 x 9.2k ~ 12
+    "qwen2_5_vl_3b": PassModel("Qwen2.5-VL-3B", QWEN2_5_3B, 16 * 9 * 16, 7.5, 12.0, methods=5),
 }
 
 
