@@ -44,8 +44,21 @@ def setup_problems(params: dict, params_file="paper/params.yaml") -> list[str]:
                 raise KitInputError(f"{entry['policy']}: not a kit policy folder (no policy.safetensors)")
         except KitInputError as err:
             problems.append(f"{params_file}: models.{key}: {err}")
+    ablations = params.get("ablations") or {}
+    trains = any(params["models"][k].get("policy_source") == "train" for k in run.get("models", [])) or \
+        bool(ablations.get("runs"))
+    if trains:  # the policy stage or an ablation trains: Video-R1 must be there
+        for where, value in (("blind_filter.json", (params.get("blind_filter") or {}).get("json")),
+                             ("policy.video_r1.media_root", ((params.get("policy") or {}).get("video_r1") or {}).get("media_root"))):
+            if value is None or str(value).startswith(PLACEHOLDER):
+                problems.append(f"{params_file}: {where}: {value} is a placeholder or missing; a model trains its policy here")
+            elif not Path(value).exists():
+                problems.append(f"{params_file}: {where}: {value} not found")
     benchmarks = {}
-    for name in run.get("benchmarks", []):
+    named = list(run.get("benchmarks", []))  # and the ones the efficiency table and the ablations read
+    named += [b for b in ((params.get("efficiency") or {}).get("benchmark"),
+                          ablations.get("benchmark") if ablations.get("runs") else None) if b and b not in named]
+    for name in named:
         entry = params["benchmarks"][name]
         placeholders = [f for f in ("annotations", "video_root") if str(entry.get(f, "")).startswith(PLACEHOLDER)]
         problems += [f"{params_file}: benchmarks.{name}.{f}: {entry[f]} is a placeholder; replace it with the path of "

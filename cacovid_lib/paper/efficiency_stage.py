@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from cacovid_lib.paper.answering import efficiency_profile, methods_for
+from cacovid_lib.paper.answering import decode_readable, efficiency_profile, methods_for
 from cacovid_lib.paper.evaluation_pass import load_stage_model, stage_items
 from cacovid_lib.paper.params import DEFAULTS, method_settings
 
@@ -30,6 +31,8 @@ def efficiency_table(params: dict, model: str, policy_dir) -> pd.DataFrame:
     benchmark = block.get("benchmark", "videomme")
     items = stage_items(params, benchmark)[:block.get("items", 50)]
     vlm = load_stage_model(params, model, "cuda" if torch.cuda.is_available() else "cpu")
+    readable, _, skipped = decode_readable(vlm, items, np.arange(len(items)))  # a bad video is left out, as in the pass
+    items = [items[i] for i in readable]
     runnable = methods_for(isinstance(vlm, Qwen25VLVideoLLM))
     has_policy = Path(policy_dir, "policy.safetensors").is_file()
     policy = load_policy(policy_dir, vlm.language_model).to(vlm.device).eval() if has_policy else None
@@ -42,7 +45,7 @@ def efficiency_table(params: dict, model: str, policy_dir) -> pd.DataFrame:
                                      repeats=block.get("repeats", 10), seed=evaluation.get("seed", DEFAULTS["seed"]),
                                      **method_settings(evaluation))
         rows.append({"model": model, "method": method, "retention": 1.0 if method == "all" else block.get("retention", 0.25),
-                     "benchmark": benchmark} | profile)
+                     "benchmark": benchmark, "unreadable_videos_left_out": len(skipped)} | profile)
     return pd.DataFrame(rows)
 
 

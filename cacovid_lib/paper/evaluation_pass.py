@@ -18,7 +18,6 @@ A video that cannot be read is skipped and listed (`skipped.rank<r>.json`), neve
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -28,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 from cacovid_lib.compare import registry
+from cacovid_lib.compare.efficiency import timed_s
 from cacovid_lib.data.benchmarks import accuracy_by_category
 from cacovid_lib.data.schema import answer_letter
 from cacovid_lib.io_utils import KitInputError, append_jsonl, read_jsonl_records, write_json_atomic
@@ -52,11 +52,25 @@ def run_stem(run: Run) -> str:
     return f"{run[0]}-{run[1]:g}"
 
 
-def done_items(out_dir: Path, run: Run) -> set[str]:
-    """problem_ids of `run` already answered by any rank (a resumed pass may use another number of processes)."""
-    done: set[str] = set()
+def answered_ids(path: Path) -> set[str]:
+    """problem_ids in an answers file, read only: a last line cut off by a kill (or being written by its rank right
+    now) is ignored, never repaired here (only the rank that owns a file repairs it, when it appends)."""
+    ids = set()
+    for line in path.read_text().splitlines():
+        try:
+            ids.add(str(json.loads(line)["problem_id"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    return ids
+
+
+def done_items(out_dir: Path, run: Run, rank: int) -> set[str]:
+    """problem_ids of `run` already answered by any rank (a resumed pass may use another number of processes); this
+    rank's own file is repaired first if a kill cut its last line."""
+    own = out_dir / f"{run_stem(run)}.rank{rank}.jsonl"
+    done = set(read_jsonl_records(own, "problem_id")) if own.is_file() else set()
     for path in sorted(out_dir.glob(f"{run_stem(run)}.rank*.jsonl")):
-        done |= set(read_jsonl_records(path, "problem_id"))
+        done |= answered_ids(path) if path != own else set()
     return done
 
 
@@ -64,21 +78,22 @@ def done_items(out_dir: Path, run: Run) -> set[str]:
 def evaluation_pass(vlm, items: Sequence[dict], runs: list[Run], out_dir, policy: CompressionPolicy | None = None,
                     settings: registry.MethodSettings | None = None, answer_mode: str = "generate",
                     max_new_tokens: int = 16, batch_size: int = 1, rank: int = 0, world_size: int = 1,
-                    progress: bool = True) -> list[dict]:
-    """Answer this rank's share of `items` with every run, appending to `out_dir`; returns the skipped videos."""
+                    progress: bool = True, template: str | None = None) -> list[dict]:
+    """Answer this rank's share of `items` with every run, appending to `out_dir`; returns the skipped videos.
+    template: the prompt template (default: the model's chat template, models.loader.chat_template)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = settings or registry.MethodSettings()
     views = prompt_items(items)
     if policy is not None:
         policy = policy.to(device=vlm.device, dtype=vlm.model.dtype).eval()
-    with prompt_template(vlm, chat_template(vlm)):
+    with prompt_template(vlm, template or chat_template(vlm)):
         # 1. the shard and what is left of it per run
         shard = np.arange(rank, len(views), world_size)
-        todo = {run: {str(views[i]["problem_id"]) for i in shard} - done_items(out_dir, run) for run in runs}
+        todo = {run: {str(views[i]["problem_id"]) for i in shard} - done_items(out_dir, run, rank) for run in runs}
         pending = np.array([i for i in shard if any(str(views[i]["problem_id"]) in todo[r] for r in runs)], dtype=int)
-        batch_pixels: dict[tuple[int, ...], torch.Tensor] = {}
-        ctx = registry.MethodContext(vlm, views, pixels_of=lambda idx: batch_pixels[tuple(int(i) for i in idx)],
+        batch_pixels: dict[int, torch.Tensor] = {}  # item index -> its pixels: a run may ask for any subset
+        ctx = registry.MethodContext(vlm, views, pixels_of=lambda idx: torch.stack([batch_pixels[int(i)] for i in idx]),
                                      policy=policy)
         skipped: list[dict] = []
         bar = tqdm(total=len(pending) * len(runs), desc=f"pass rank {rank}", disable=not progress, mininterval=5)
@@ -92,7 +107,7 @@ def evaluation_pass(vlm, items: Sequence[dict], runs: list[Run], out_dir, policy
             pixels = torch.stack(frames)  # (B, ...)
             video_embeds = vlm.encode_video(pixels)  # (B, N+1, D)
             batch_pixels.clear()
-            batch_pixels[tuple(int(i) for i in idx)] = pixels
+            batch_pixels.update((int(i), p) for i, p in zip(idx, pixels))
             # 3. the runs' rules share this batch's ratio-independent scores (built anew: no batch's scores are kept)
             ctx.shared = registry.shared_scores(ctx, settings)
             rules = {run: registry.build(run[0], ctx, run[1], settings) for run in runs}
@@ -101,9 +116,8 @@ def evaluation_pass(vlm, items: Sequence[dict], runs: list[Run], out_dir, policy
                 rows = [r for r, i in enumerate(idx) if str(views[i]["problem_id"]) in todo[run]]
                 if not rows:
                     continue
-                started = time.perf_counter()
-                sel = rules[run](idx[rows], video_embeds[rows])
-                select_ms = 1000 * (time.perf_counter() - started) / len(rows)
+                sel, select_s = timed_s(lambda: rules[run](idx[rows], video_embeds[rows]), vlm.device)  # CUDA synchronised
+                select_ms = 1000 * select_s / len(rows)
                 batch = [views[idx[r]] for r in rows]
                 answers = answer(vlm, batch, video_embeds[rows], sel, answer_mode, max_new_tokens)
                 kept = sel.keeps.sum(-1).tolist()
@@ -138,7 +152,7 @@ def merge_pass(out_dir, items: Sequence[dict], runs: list[Run], model: str, benc
         categories = {f"category {c}": round(100 * a, 2) for c, a in zip(table["category"], table["accuracy"])}
         rows.append({"model": model, "benchmark": benchmark, "method": run[0], "retention": run[1],
                      "score": round(100 * benchmark_score(table, benchmark), 2), "items": len(items),
-                     "answered": len(answered), "skipped": sum(str(it["problem_id"]) in skipped for it in items),
+                     "answered": len(answered), "skipped": sum(str(it["problem_id"]) in skipped and str(it["problem_id"]) not in records for it in items),
                      "unparseable": sum(records[str(it["problem_id"])]["predicted"] is None for it in answered),
                      "mean_kept_tokens": round(float(np.mean([r["kept_tokens"] for r in records.values()])), 1),
                      "mean_select_ms": round(float(np.mean([r["select_ms"] for r in records.values()])), 3),
@@ -206,7 +220,8 @@ def pass_process(params: dict, model: str, benchmark: str, policy_dir, out_dir, 
     evaluation = params.get("evaluation") or {}
     settings = registry.MethodSettings(imp_ratio=evaluation.get("imp_ratio", DEFAULTS["imp_ratio"]),
                                        seed=evaluation.get("seed", DEFAULTS["seed"]), **method_settings(evaluation))
-    return evaluation_pass(vlm, items, runs, out_dir, policy, settings,
+    template = params["models"][model].get("prompt_template") or evaluation.get("prompt_template")
+    return evaluation_pass(vlm, items, runs, out_dir, policy, settings, template=template,
                            answer_mode=evaluation.get("answer_mode", DEFAULTS["answer_mode"]),
                            max_new_tokens=params["benchmarks"][benchmark].get("max_new_tokens")
                            or evaluation.get("max_new_tokens", DEFAULTS["max_new_tokens"]),
@@ -242,7 +257,6 @@ def run_evaluation_stage(params_file, model: str, benchmark: str, policy_dir, ou
     """The evaluation stage: the pass in this process (run.processes 1) or sharded over `accelerate launch`ed
     processes, then the merged scores table (merge_pass)."""
     import subprocess
-    import sys
 
     from cacovid_lib.paper.params import read_gpu_params
 
@@ -251,22 +265,56 @@ def run_evaluation_stage(params_file, model: str, benchmark: str, policy_dir, ou
     out_dir = Path(out_dir)
     runs, left_out = stage_runs(params, model, policy_dir)
     start_fresh_unless_same(out_dir, {key: params.get(key) for key in ("num_frames", "evaluation")}
-                            | {"model": params["models"][model], "benchmark": params["benchmarks"][benchmark]})
+                            | {"model": params["models"][model], "benchmark": params["benchmarks"][benchmark],
+                               "policy": file_md5(Path(policy_dir) / "policy.safetensors"), "code": pass_code_md5()})
     if processes == 1:
         pass_process(params, model, benchmark, policy_dir, out_dir)
     else:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
-               "-m", "cacovid_lib.paper.evaluation_pass", "--params", str(params_file), "--model", model,
-               "--benchmark", benchmark, "--policy", str(policy_dir), "--out", str(out_dir)]
+        cmd = launch_command(processes) + ["-m", "cacovid_lib.paper.evaluation_pass", "--params", str(params_file),
+                                           "--model", model, "--benchmark", benchmark, "--policy", str(policy_dir),
+                                           "--out", str(out_dir)]
         subprocess.run(cmd, check=True)
     scores = merge_pass(out_dir, stage_items(params, benchmark), runs, model, benchmark)
-    scores.attrs["left_out"] = left_out
+    scores.attrs["left_out"] = left_out  # the methods this model does not run, and why (the report lists them)
     return scores
+
+
+def launch_command(processes: int, mixed_precision: str = "no") -> list[str]:
+    """`accelerate launch` with every setting explicit (a user's default accelerate config is not read): one machine,
+    `processes` processes (one per GPU, refused when there are fewer GPUs; CPU processes where there is none)."""
+    import sys
+
+    gpus = torch.cuda.device_count()
+    if gpus and processes > gpus:
+        raise KitInputError(f"run.processes / policy.processes: {processes}, but this machine has {gpus} GPUs")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_machines", "1", "--num_processes", str(processes),
+           "--mixed_precision", mixed_precision if gpus else "no", "--dynamo_backend", "no"]
+    return cmd + (["--multi_gpu"] if processes > 1 else [])
+
+
+def file_md5(path: Path) -> str | None:
+    """md5 of a file (None if there is none): what a resumed pass must share with the one that wrote its answers."""
+    import hashlib
+
+    return hashlib.md5(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def pass_code_md5() -> str:
+    """One md5 over the library files the evaluation stage runs (its notebook's code deps): a code change starts the
+    pass afresh, as DVC reruns the stage."""
+    import hashlib
+
+    from cacovid_lib.pipeline.code_deps import ROOT, stage_code_deps
+
+    digest = hashlib.md5()
+    for dep in stage_code_deps("notebooks/paper/02-evaluate.ipynb"):
+        digest.update(dep.encode() + (ROOT / dep).read_bytes())
+    return digest.hexdigest()
 
 
 def start_fresh_unless_same(out_dir: Path, settings: dict) -> None:
     """A pass resumes only with the settings that wrote its files (recorded in pass_settings.json): with any other
-    (another ratio, method setting, model or benchmark file) the folder's answers are removed first."""
+    (another ratio, method setting, model or benchmark entry, policy or library code) its answers are removed first."""
     import shutil
 
     record = out_dir / "pass_settings.json"

@@ -22,39 +22,44 @@ from pathlib import Path
 from cacovid_lib.io_utils import KitInputError, write_json_atomic
 from cacovid_lib.method.policy import CompressionPolicy, load_policy, save_policy
 from cacovid_lib.models.release_import import import_release_policy
+from cacovid_lib.paper.evaluation_pass import launch_command
 
 
 TRAINING_MODULES = ("cacovid_lib.cli.blind_filter", "cacovid_lib.cli.launch_policy_training")
 
 
-def training_commands(params_file, params: dict, model: str, out_dir, modules=TRAINING_MODULES) -> list[list[str]]:
-    """The blind filter's and the launcher's command lines for source train (run in order); `modules`: the two
-    command-line modules (a stage notebook imports them, so that DVC tracks their code)."""
+def training_commands(params_file, params: dict, model: str, out_dir, modules=TRAINING_MODULES,
+                      resume: bool = False) -> list[list[str]]:
+    """The blind filter's and the launcher's command lines for source train, in order (`resume`: the filtered items
+    are there already and the launcher continues from its last checkpoint); `modules`: the two command-line modules
+    (a stage notebook imports them, so that DVC tracks their code). The launcher trains in bf16 mixed precision on
+    GPUs, as the release (configs/accelerate_multi_gpu.yaml), with every accelerate setting on its command line."""
     policy, video_r1 = params.get("policy") or {}, (params.get("policy") or {}).get("video_r1") or {}
     blind = params.get("blind_filter") or {}
     filtered = str(Path(out_dir) / "video_r1_filtered.json")
-    processes = int(policy.get("processes", 1))
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
-    launch += ["--multi_gpu"] if processes > 1 else []
-    return [[sys.executable, "-m", modules[0], "--params", str(params_file), "--model", model,
-             "--video-r1", str(blind["json"]), "--media-root", str(video_r1["media_root"]), "--out", filtered],
-            launch + ["-m", modules[1], "--params", str(params_file), "--model", model,
-                      "--video-r1", filtered, "--media-root", str(video_r1["media_root"]), "--out", str(out_dir)]]
+    filtering = [sys.executable, "-m", modules[0], "--params", str(params_file), "--model", model,
+                 "--video-r1", str(blind["json"]), "--media-root", str(video_r1["media_root"]), "--out", filtered]
+    training = launch_command(int(policy.get("processes", 1)), mixed_precision="bf16") + [
+        "-m", modules[1], "--params", str(params_file), "--model", model, "--video-r1", filtered,
+        "--media-root", str(video_r1["media_root"]), "--out", str(out_dir)] + (["--resume"] if resume else [])
+    return [training] if resume else [filtering, training]
 
 
 def prepare_policy(params: dict, model: str, out_dir, load_model, params_file="paper/params.yaml",
                    modules=TRAINING_MODULES) -> dict:
-    """Write `model`'s policy folder to `out_dir` (emptied first); load_model(params, model) -> the VideoLLM whose
+    """Write `model`'s policy folder to `out_dir` (emptied first, except a killed training run's: source train continues
+    from its last checkpoint, the folder being a persisted DVC output); load_model(params, model) -> the VideoLLM whose
     LLM the policy runs on (not called for source none). Returns what policy_source.json records."""
     entry = params["models"][model]
     source = entry.get("policy_source") or ("folder" if entry.get("policy") else "none")
     out_dir = Path(out_dir)
-    if out_dir.exists():
+    resume = source == "train" and (out_dir / "trainer_state.pt").is_file() and (out_dir / "video_r1_filtered.json").is_file()
+    if out_dir.exists() and not resume:
         shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     record = {"model": model, "source": source}
     if source == "train":
-        for cmd in training_commands(params_file, params, model, out_dir, modules):
+        for cmd in training_commands(params_file, params, model, out_dir, modules, resume):
             subprocess.run(cmd, check=True)
         record["filtered_items"] = str(out_dir / "video_r1_filtered.json")
     elif source != "none":

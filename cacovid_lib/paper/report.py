@@ -71,7 +71,7 @@ def markdown_cells(table: pd.DataFrame) -> pd.DataFrame:
 
 def retention_figure(kit: pd.DataFrame, paper: pd.DataFrame, model: str, path) -> None:
     """Average accuracy (%) against retention per method: the kit's solid, the paper's dashed; the all-token level
-    as a horizontal line. A kit average missing a benchmark is the mean of those it has (said in the title)."""
+    as a horizontal line. A kit average missing a benchmark is the mean of those it has (the title says which ran)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -88,12 +88,26 @@ def retention_figure(kit: pd.DataFrame, paper: pd.DataFrame, model: str, path) -
         full = frame[frame["method"] == "all"]["value"]
         if len(full):
             ax.axhline(float(full.iloc[0]), color="grey", ls=style[:-1], lw=1, label=f"all tokens ({source})")
-    ax.set(xlabel="retention ratio", ylabel="average accuracy (%)", title=f"{model}: kit (solid) and paper (dashed)")
+    ran = [b for b in AVERAGED if kit.loc[kit["model"] == model, b].notna().any()]
+    ax.set(xlabel="retention ratio", ylabel="average accuracy (%)",
+           title=f"{model}: kit (solid, mean of {', '.join(ran) or 'none'}) and paper (dashed)")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     with atomic_path(Path(path)) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
+
+
+def stage_outputs(run: dict, scores_dir, efficiency_dir) -> tuple[list[Path], list[Path], dict[str, list[str]]]:
+    """The evaluation and efficiency stages' files for the models and benchmarks `run` names (a file left by an
+    earlier run with other models or benchmarks is not read), and per model the methods it left out, and why."""
+    import json
+
+    models, benchmarks = run.get("models", []), run.get("benchmarks", [])
+    scores = [Path(scores_dir, f"{m}-{b}.csv") for m in models for b in benchmarks]
+    left_out = {m: sorted({why for b in benchmarks for why in json.loads(Path(scores_dir, f"{m}-{b}.left_out.json").read_text())})
+                for m in models}
+    return scores, [Path(efficiency_dir, f"{m}.csv") for m in models], {m: r for m, r in left_out.items() if r}
 
 
 def write_report(score_files: list, efficiency_files: list, reference_dir, out_dir, dry_run: bool,
