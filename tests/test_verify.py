@@ -24,7 +24,7 @@ def _committed_run(tmp_path):
     metrics = {"accuracy": 0.9, "selection_ms": 5.0, "runtime_cpu": "A"}
     (tmp_path / "reports/metrics/m.json").write_text(json.dumps(metrics))
     (tmp_path / "reports/notebooks/n.ipynb").write_text("{}")
-    (tmp_path / "world.bin").write_bytes(b"abc")
+    (tmp_path / "world.bin").write_bytes(b"\x89PNG\r\n\x1a\nabc")  # not text, as a figure
     layout = {"evaluate": ["reports/metrics/m.json", "reports/notebooks/n.ipynb"], "build": ["world.bin"]}
     _lock(tmp_path, layout)
     for cmd in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run"]):
@@ -46,7 +46,7 @@ def test_a_rerun_that_differs_only_in_times_and_cpu_is_identical(tmp_path):
 def test_a_moved_result_or_output_is_named(tmp_path):
     metrics, layout = _committed_run(tmp_path)
     (tmp_path / "reports/metrics/m.json").write_text(json.dumps({**metrics, "accuracy": 0.8}))
-    (tmp_path / "world.bin").write_bytes(b"abd")
+    (tmp_path / "world.bin").write_bytes(b"\x89PNG\r\n\x1a\nabd")
     _lock(tmp_path, layout)
     ok, lines = verify(tmp_path)
     assert not ok

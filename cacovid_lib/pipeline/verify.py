@@ -123,8 +123,14 @@ def _names(fields: list[str], width: int = 60) -> str:
 
 
 def git_show(ref_path: str, root: Path) -> str | None:
-    out = subprocess.run(["git", "show", ref_path], cwd=root, capture_output=True, text=True)
-    return out.stdout if out.returncode == 0 else None
+    """A file's text at a git ref; None if it is not in git there, or not text (a figure: compared by its md5 only)."""
+    out = subprocess.run(["git", "show", ref_path], cwd=root, capture_output=True)
+    if out.returncode != 0:
+        return None
+    try:
+        return out.stdout.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def verify(root=".", lock_file="dvc.lock", ref="HEAD") -> tuple[bool, list[str]]:
@@ -152,7 +158,7 @@ def verify(root=".", lock_file="dvc.lock", ref="HEAD") -> tuple[bool, list[str]]
             old_text, new_file = git_show(f"{ref}:{path}", root), root / path
             fields = None
             if now is not None and old_text is not None and new_file.is_file():
-                fields = differing_fields(path, old_text, new_file.read_text())
+                fields = differing_fields(path, old_text, new_file.read_text(errors="replace"))
             r, e = classify(path, fields if now is not None else None)
             results += r
             expected += e
