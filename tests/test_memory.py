@@ -110,11 +110,11 @@ def _vision_stub(vision, device, dtype):
     return types.SimpleNamespace(model=model, device=torch.device(device), grid=(0, -(-side // 2), -(-side // 2)))
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bf16"])
-@pytest.mark.parametrize("vision, frames, devices", [
-    (VisionShape(layers=3, hidden=64, intermediate=160, heads=4, patches=64), 6, ("cpu", "meta")),
-    (SIGLIP_SO400M, 32, ("meta",)),  # LLaVA-OneVision-7B's: shapes only
-])
+@pytest.mark.parametrize("vision, frames, devices, dtype", [
+    (VisionShape(layers=3, hidden=64, intermediate=160, heads=4, patches=64), 6, ("cpu", "meta"), torch.float32),
+    (VisionShape(layers=3, hidden=64, intermediate=160, heads=4, patches=64), 6, ("cpu", "meta"), torch.bfloat16),
+    (SIGLIP_SO400M, 32, ("meta",), torch.bfloat16),  # LLaVA-OneVision-7B's, as it runs: shapes only
+], ids=["small-float32", "small-bf16", "7b-bf16"])
 def test_visionzip_scoring_stays_within_its_formula(vision, frames, devices, dtype):
     formula = visionzip_bytes(vision, frames, dtype.itemsize)
     for device in devices:

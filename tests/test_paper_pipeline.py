@@ -20,7 +20,7 @@ FRAMES = 4
 
 
 @pytest.mark.slow
-def test_the_dry_run_runs_every_stage_writes_the_report_and_skips_finished_stages(tmp_path):
+def test_the_dry_run_runs_every_stage_and_writes_the_report(tmp_path):
     # every stage kind on one model and one benchmark; training is the launcher's own test (test_launcher_robustness)
     workdir = dry_run.prepare(tmp_path / "dry", items=1, models=["llava_onevision_7b"], benchmarks=["videomme"],
                               ablation=False, policy_source="untrained", memory_shape=(4, 16))
@@ -38,8 +38,6 @@ def test_the_dry_run_runs_every_stage_writes_the_report_and_skips_finished_stage
     methods = [m for m in dry_run.yaml.safe_load((workdir / "paper/params.yaml").read_text())["evaluation"]["methods"]]
     assert len(scores) == 1 + 4 * (len(methods) - 1)  # all tokens once, every other method at the four ratios
     assert (scores["answered"] == 1).all()
-    again = dry_run.repro(workdir, capture=True)  # a finished pipeline: nothing reruns
-    assert "Running stage" not in again, again
 
 
 @pytest.fixture(scope="module")

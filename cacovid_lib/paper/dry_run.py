@@ -117,14 +117,12 @@ def prepare(workdir, items: int = 2, models: list[str] | None = None, benchmarks
     return workdir
 
 
-def repro(workdir: Path, capture: bool = False) -> str:
-    """5. dvc repro of the copied pipeline, its stages importing the copied cacovid_lib; its output if `capture`."""
+def repro(workdir: Path) -> None:
+    """5. dvc repro of the copied pipeline, its stages importing the copied cacovid_lib."""
     import os
 
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")  # `python` = this one
-    done = subprocess.run([sys.executable, "-m", "dvc", "repro", "paper/dvc.yaml"], cwd=workdir, check=True, env=env,
-                          capture_output=capture, text=True)
-    return done.stdout if capture else ""
+    subprocess.run([sys.executable, "-m", "dvc", "repro", "paper/dvc.yaml"], cwd=workdir, check=True, env=env)
 
 
 def main(argv=None) -> int:
