@@ -225,3 +225,16 @@ def uncached_generate_pruned_inside(vlm, items: list[dict], video_embeds, keeps,
         return logits[torch.arange(len(seqs), device=logits.device), lengths - 1]  # (B, V)
 
     return vlm.decode_greedy(next_logits, len(items), vlm.stop_ids(), max_new_tokens)
+
+
+# ---- planted scenes: videos whose frames repeat, for the merging baselines' tests -------------------------------------
+def scenes(frames_per_scene=(4, 4), hw=6, dim=16, noise=0.05, seed=0):
+    """A video of planted scenes: every frame of a scene is the scene's tokens plus a little noise. -> (t*hw, dim)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for count in frames_per_scene:
+        base = torch.randn(hw, dim, generator=g)
+        out += [base + noise * torch.randn(hw, dim, generator=g) for _ in range(count)]
+    return torch.cat(out)

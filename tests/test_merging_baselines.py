@@ -5,6 +5,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import scenes
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,16 +18,6 @@ from cacovid_lib.compare.keep import Selection
 from cacovid_lib.compare.vidcom2 import frame_budgets, vidcom2_rule, vidcom2_select
 
 NEW = ("fastvid", "flashvid", "holitom", "vidcom2")
-
-
-def scenes(frames_per_scene=(4, 4), hw=6, dim=16, noise=0.05, seed=0):
-    """A video of planted scenes: every frame of a scene is the scene's tokens plus a little noise. -> (t*hw, dim)."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for count in frames_per_scene:
-        base = torch.randn(hw, dim, generator=g)
-        out += [base + noise * torch.randn(hw, dim, generator=g) for _ in range(count)]
-    return torch.cat(out)
 
 
 # ---- FastVID ---------------------------------------------------------------------------------------------

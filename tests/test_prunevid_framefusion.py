@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import QWEN_FRAME
+from conftest import QWEN_FRAME, scenes
 
 from cacovid_lib.compare import baselines, registry
 from cacovid_lib.compare.evaluation import option_scores
@@ -16,16 +16,6 @@ from cacovid_lib.compare.prunevid import (contiguous_segments, prunevid_heads, p
 from cacovid_lib.io_utils import KitInputError
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
-
-
-def scenes(frames_per_scene=(4, 4), hw=6, dim=16, noise=0.05, seed=0):
-    """A video of planted scenes: every frame of a scene is the scene's tokens plus a little noise. -> (t*hw, dim)."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for count in frames_per_scene:
-        base = torch.randn(hw, dim, generator=g)
-        out += [base + noise * torch.randn(hw, dim, generator=g) for _ in range(count)]
-    return torch.cat(out)
 
 
 def turned(angles_deg, dim=8):
