@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from cacovid_lib.data.benchmarks import check_benchmark_data
-from cacovid_lib.io_utils import KitInputError
+from cacovid_lib.io_utils import KitInputError, run_cli
 from cacovid_lib.paper.params import DEFAULTS, PLACEHOLDER, read_gpu_params
 
 
@@ -65,6 +65,8 @@ def setup_problems(params: dict, params_file="paper/params.yaml") -> list[str]:
                      f"your local copy" for f in placeholders]
         if not placeholders:
             benchmarks[name] = entry
+    if not benchmarks:  # every one still a placeholder: said above, nothing on disk to check
+        return problems
     return problems + check_benchmark_data(benchmarks, params.get("num_frames", DEFAULTS["num_frames"]))
 
 
@@ -72,19 +74,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="paper/params.yaml")
     args = parser.parse_args(argv)
-    try:
-        problems = setup_problems(read_gpu_params(args.params), args.params)
-    except KitInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    for line in problems:
-        print(line, file=sys.stderr)
-    if problems:
-        print(f"{len(problems)} problem(s): fix them before `make paper`", file=sys.stderr)
-        return 2
-    print(f"{args.params}: the models, policies and benchmarks it names are in place")
-    return 0
 
+    def body() -> int:
+        problems = setup_problems(read_gpu_params(args.params), args.params)
+        for line in problems:
+            print(line, file=sys.stderr)
+        if problems:
+            print(f"{len(problems)} problem(s): fix them before `make paper`", file=sys.stderr)
+            return 2
+        print(f"{args.params}: the models, policies and benchmarks it names are in place")
+        return 0
+
+    return run_cli(body)
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from cacovid_lib.cpu_pins import apply_pins, runtime_threads
-from cacovid_lib.io_utils import KitInputError
+from cacovid_lib.io_utils import KitInputError, run_cli
 from cacovid_lib.pipeline.stage import run_notebook
 
 EXECUTED_DIR = "reports/paper/notebooks"
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     parser.add_argument("--ablation", help="a key of ablations.runs (the ablation stage)")
     parser.add_argument("--executed-dir", default=EXECUTED_DIR)
     args = parser.parse_args(argv)
-    try:
+    def body() -> int:
         apply_pins(runtime_threads(args.params))  # before papermill's kernel (or the params' checks) load torch or numpy
         from cacovid_lib.paper.params import read_gpu_params
 
@@ -51,10 +51,9 @@ def main(argv=None) -> int:
                       "benchmark": args.benchmark or "", **({"ablation": args.ablation} if args.ablation else {})}
         run_notebook(args.notebook, parameters, args.executed_dir,
                      name=executed_name(args.notebook, args.model, args.benchmark or args.ablation))
-    except KitInputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
+        return 0
+
+    return run_cli(body)
 
 
 if __name__ == "__main__":
