@@ -8,7 +8,8 @@
 # # 09 · Benchmark: CaCoVID against every registered baseline at every retention ratio, and their cost
 # Every method of the registry (`cacovid_lib/compare/registry.py` names each method's paper and simplifications)
 # selects exactly `floor(ρ·N)` video tokens from the same inputs. The test split is scored once per method and
-# ratio; no method is tuned on it (CaCoVID's `imp_ratio` was chosen on validation by stage evaluate_policy; the baselines use
+# ratio; no method is tuned on it (CaCoVID's selection rule was chosen on validation by stage evaluate_policy, and
+# "CaCoVID (release rule)" is the same policies with the release's rule; the baselines use
 # their papers' defaults). Each average comes with a 95% bootstrap interval over the test questions; with several
 # policy seeds CaCoVID's row is their mean ± sd and each seed's row is in main.csv. Then the cost of each method for
 # one video: selection time, LLM prefill time, peak memory, and an analytic prefill-FLOPs model for
@@ -26,7 +27,7 @@ methods = {"fastv_layer": 0}  # FastV's layer on the embedded 6-layer LLM, as pa
 world_dir = "data/world"                            # read (scratch/data/world where the pipeline's is missing)
 model_dir = "models/small_vlm"                      # read
 policy_dir = "models/policy"                        # read: one policy, or one per seed in seed_<s>/
-policy_metrics = "reports/metrics/policy.json"      # read: imp_ratio, chosen on validation by stage evaluate_policy
+policy_metrics = "reports/metrics/policy.json"      # read: the selection rule chosen on validation (evaluate_policy)
 metrics_dir = "scratch/reports/metrics"             # written
 tables_dir = "scratch/reports/tables"               # written
 plots_dir = "scratch/reports/plots"                 # written
@@ -35,19 +36,20 @@ figures_dir = "scratch/reports/figures"             # written
 # %%
 from dataclasses import replace
 
+import pandas as pd
 import torch
 
-from cacovid_lib.compare.benchmark import (efficiency_markdown, efficiency_table, main_markdown, main_table, retention_curve,
-                                          split_context, sweep)
-from cacovid_lib.compare.cacovid import load_policies
+from cacovid_lib.compare.benchmark import (accuracy_flops_table, efficiency_markdown, efficiency_table, equal_flops_comparison,
+                                          main_markdown, main_table, retention_curve, split_context, sweep)
+from cacovid_lib.compare.cacovid import chosen_rule, load_policies
 from cacovid_lib.compare.coverage import coverage_table
-from cacovid_lib.compare.efficiency import QWEN2_7B, flops_table
+from cacovid_lib.compare.efficiency import QWEN2_7B, flops_table, llm_shape_of, prompt_text_tokens
 from cacovid_lib.compare.registry import MethodSettings
 from cacovid_lib.embedded.split import load_split
 from cacovid_lib.io_utils import read_json, save_csv, save_figure, write_text_atomic
 from cacovid_lib.models.base import encode_videos
 from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
-from cacovid_lib.stages.figures import retention_figure
+from cacovid_lib.stages.figures import accuracy_flops_figure, retention_figure
 from cacovid_lib.pipeline.metrics import benchmark_metrics, efficiency_metrics, write_metrics
 from cacovid_lib.pipeline.params import BenchmarkParams, WorldParams, parse
 from cacovid_lib.pipeline.paths import at_project_root, input_path
@@ -55,8 +57,8 @@ from cacovid_lib.pipeline.paths import at_project_root, input_path
 at_project_root()  # paths are relative to the project root, also where JupyterLab starts the kernel (notebooks/)
 num_frames = parse(WorldParams, world, "world").num_frames
 p = parse(BenchmarkParams, benchmark, "benchmark")
-imp_ratio = read_json(input_path(policy_metrics))["imp_ratio"]  # chosen on the validation split by stage evaluate_policy
-settings = replace(parse(MethodSettings, methods, "methods"), imp_ratio=imp_ratio, seed=p.seed)
+rule = chosen_rule(read_json(input_path(policy_metrics)))  # chosen on the validation split by stage evaluate_policy
+settings = replace(parse(MethodSettings, methods, "methods"), cacovid_rule=rule, seed=p.seed)
 torch.manual_seed(p.seed)
 vlm = LlavaOneVisionVideoLLM.from_pretrained(input_path(model_dir), num_frames=num_frames)
 policies = load_policies(input_path(policy_dir), vlm)
@@ -110,6 +112,25 @@ efficiency
 # %%
 flops = flops_table(QWEN2_7B, p.flops_frames * p.flops_tokens_per_frame, p.flops_text_tokens, p.retention_ratios).round(3)
 flops
+
+# %% [markdown]
+# ## Accuracy against prefill compute
+# Analytic FLOPs of what each method runs (compare/efficiency.py METHOD_PREFILL_WORK): the LLM layers over the tokens
+# each sees (FastV: its first layers over every token), CaCoVID's policy layer over the full prompt, and the LLM
+# layers the attention-scored methods run for their scores; at the embedded model's shape and at LLaVA-OneVision-7B's
+# (its FastV after layer 1 of 28, the paper's K = 2). The accuracy is the embedded test accuracy in both panels.
+# Then CaCoVID's accuracy interpolated at each of FastV's FLOPs (NaN outside CaCoVID's measured range).
+
+# %%
+accuracy_flops = accuracy_flops_table(main, llm_shape_of(vlm), vlm.num_video_tokens, prompt_text_tokens(vlm, test.items),
+                                      QWEN2_7B, p.flops_frames * p.flops_tokens_per_frame, p.flops_text_tokens,
+                                      fastv_layer=settings.fastv_layer, fastv_layer_7b=1)
+save_csv(accuracy_flops.round(4), f"{tables_dir}/accuracy_flops.csv")
+save_figure(accuracy_flops_figure(accuracy_flops), f"{figures_dir}/accuracy_flops.png")
+equal_flops = pd.concat([equal_flops_comparison(accuracy_flops, column=c).rename(columns={c: "flops_share"}).assign(shape=c)
+                         for c in ("embedded_share", "llava_ov_7b_share")], ignore_index=True)
+save_csv(equal_flops.round(4), f"{tables_dir}/equal_flops.csv")
+equal_flops.round(3)
 
 # %%
 save_csv(efficiency, f"{tables_dir}/efficiency.csv")

@@ -10,9 +10,10 @@
 # with `ablations.steps` steps) in one setting (the paper's ablations: sampling modes, grouped rank-band vs
 # independent Bernoulli sampling, group size, group probability cap, number of rollouts), scored on the
 # **validation** split with 95% bootstrap intervals over its questions. The token-mode reward per step shows how
-# fast each variant learns (the paper's convergence claim); `imp_ratio` is ablated at inference on the main policy.
+# fast each variant learns (the paper's convergence claim). Every run is selected with the rule stage evaluate_policy
+# chose on validation.
 #
-# Run by hand (JupyterLab), it reads the pipeline's world, model, filtered items, policy and policy metrics and
+# Run by hand (JupyterLab), it reads the pipeline's world, model, filtered items and policy metrics and
 # writes under `scratch/`; `dvc repro` passes the pipeline's paths.
 
 # %% tags=["parameters"]
@@ -20,13 +21,12 @@
 # passes params.yaml's blocks instead. Run by hand: {} = the recipe (policy.train: {} = the method's defaults); a "hand run" override keeps Run All quick.
 world = {}
 policy = {"train": {"items_per_step": 2, "num_generations": 8}}  # hand run: 8 rollouts (steps: ablations.steps)
-ablations = {"steps": 10, "train_items": 40, "retention_ratios": [0.1], "imp_ratios": [0.5, 1.0],  # hand run: one
+ablations = {"steps": 10, "train_items": 40, "retention_ratios": [0.1],  # hand run: one
              "variants": {"sampler": {"grouped": {}, "independent": {"sampler": "independent"}}}}  # ablation, 10 steps
 world_dir = "data/world"                        # read (scratch/data/world where the pipeline's is missing)
 model_dir = "models/small_vlm"                  # read
 filtered_file = "data/filtered/train.json"      # read
-policy_dir = "models/policy"                    # read: one policy, or one per seed in seed_<s>/ (the first is ablated)
-policy_metrics = "reports/metrics/policy.json"  # read: imp_ratio, chosen on validation by stage evaluate_policy
+policy_metrics = "reports/metrics/policy.json"  # read: the selection rule chosen on validation by stage evaluate_policy
 metrics_dir = "scratch/reports/metrics"         # written
 tables_dir = "scratch/reports/tables"           # written
 plots_dir = "scratch/reports/plots"             # written
@@ -35,14 +35,13 @@ figures_dir = "scratch/reports/figures"         # written
 # %%
 from IPython.display import display
 
-from cacovid_lib.compare.cacovid import load_policies
+from cacovid_lib.compare.cacovid import chosen_rule
 from cacovid_lib.embedded.split import load_split
 from cacovid_lib.io_utils import read_json, save_csv, save_figure, write_text_atomic
 from cacovid_lib.method.train_loop import PolicyTrainConfig
 from cacovid_lib.models.base import encode_videos
 from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
-from cacovid_lib.stages.ablations import (ablation_curves_figure, ablation_tables, ablations_markdown, base_recipe,
-                                            imp_ratio_ablation, run_ablations)
+from cacovid_lib.stages.ablations import ablation_curves_figure, ablation_tables, ablations_markdown, base_recipe, run_ablations
 from cacovid_lib.pipeline.metrics import ablation_metrics, write_metrics
 from cacovid_lib.pipeline.params import AblationsParams, PolicyParams, WorldParams, parse
 from cacovid_lib.pipeline.paths import at_project_root, input_path
@@ -53,7 +52,7 @@ num_frames = parse(WorldParams, world, "world").num_frames
 p = parse(AblationsParams, ablations, "ablations")
 pp = parse(PolicyParams, policy, "policy")
 base = base_recipe(parse(PolicyTrainConfig, pp.train, "policy.train"), p.steps)
-imp_ratio = read_json(input_path(policy_metrics))["imp_ratio"]  # chosen on validation by stage evaluate_policy
+rule = chosen_rule(read_json(input_path(policy_metrics)))  # chosen on validation by stage evaluate_policy
 vlm = LlavaOneVisionVideoLLM.from_pretrained(input_path(model_dir), num_frames=num_frames)
 for weight in vlm.model.parameters():
     weight.requires_grad_(False)
@@ -65,16 +64,14 @@ val_embeds = encode_videos(vlm, val.frames)
 # ## Training: every distinct run once (the base recipe is shared by all ablations)
 
 # %%
-results, histories = run_ablations(PolicyTask(vlm, train, reward=pp.reward, max_new_tokens=base.reward_max_new_tokens), base, p.variants, val, val_embeds, p.retention_ratios, imp_ratio)
+results, histories = run_ablations(PolicyTask(vlm, train, reward=pp.reward, max_new_tokens=base.reward_max_new_tokens), base, p.variants, val, val_embeds, p.retention_ratios, rule)
 save_csv(histories, f"{plots_dir}/ablations.csv")
 
 # %% [markdown]
-# ## One table per ablation, and `imp_ratio` at inference on the main policy
+# ## One table per ablation (the selection rule's own ablation, on validation: stage evaluate_policy's selection_rules.csv)
 
 # %%
 tables = ablation_tables(p.variants, results)
-main_policy = next(iter(load_policies(input_path(policy_dir), vlm).values()))
-tables["imp_ratio"] = imp_ratio_ablation(vlm, main_policy, val, val_embeds, p.retention_ratios, p.imp_ratios)
 write_text_atomic(f"{tables_dir}/ablations.md", ablations_markdown(tables, base, len(train)))
 write_metrics(f"{metrics_dir}/ablations.json", ablation_metrics(tables))
 for ablation, table in tables.items():

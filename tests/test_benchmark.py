@@ -10,14 +10,15 @@ import pytest
 from cacovid_lib.compare import benchmark, registry
 from cacovid_lib.compare.benchmark import (Run, efficiency_table, main_markdown, main_table, retention_curve, split_context,
                                            summary_rows, sweep)
-from cacovid_lib.compare.cacovid import (choose_imp_ratio, imp_ratio_table, policy_folders, policy_keep_rule,
-                                         retention_table)
+from cacovid_lib.compare.cacovid import (check_rule_candidates, chosen_rule, policy_folders, policy_keep_rule,
+                                         retention_table, rule_search)
 from cacovid_lib.compare.evaluation import correct
 from cacovid_lib.compare.intervals import bootstrap_interval
 from cacovid_lib.compare.keep import Selection, keep_all, keep_none, random_keep_rule
 from cacovid_lib.compare.registry import MethodSettings
 from cacovid_lib.io_utils import KitInputError
 from cacovid_lib.method.policy import CompressionPolicy
+from cacovid_lib.method.selection import RELEASE_RULE, SelectionRule
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +43,10 @@ def test_sweep_scores_every_registered_method_and_each_policy_seed(tiny_vlm, tes
     settings = MethodSettings(fastv_layer=0)
     runs = sweep(split_context(tiny_vlm, test_split), test_split, embeds, [0.1], settings, policies)
     names = [m.name for m in registry.compressing_methods()]
-    assert [r.method for r in runs] == ["All tokens"] + [m for m in names for _ in range(2 if m == "CaCoVID" else 1)]
-    assert {r.seed for r in runs if r.method == "CaCoVID"} == {"seed_0", "seed_1"}
-    assert all(r.seed is None for r in runs if r.method != "CaCoVID")
+    trained = {"CaCoVID", "CaCoVID (release rule)"}  # one run per policy seed
+    assert [r.method for r in runs] == ["All tokens"] + [m for m in names for _ in range(2 if m in trained else 1)]
+    assert {r.seed for r in runs if r.method in trained} == {"seed_0", "seed_1"}
+    assert all(r.seed is None for r in runs if r.method not in trained)
     assert all(r.outcomes.shape == (len(test_split),) and r.outcomes.dtype == bool for r in runs)
     # the sweep's shared scores give what each rule computes on its own
     shared = next(r for r in runs if r.method == "FastV (input)")
@@ -54,7 +56,7 @@ def test_sweep_scores_every_registered_method_and_each_policy_seed(tiny_vlm, tes
     ours = table[(table["method"] == "CaCoVID") & (table["retention"] == 0.1)].set_index("seed")
     assert ours.loc["mean", "average"] == pytest.approx(ours.loc[["seed_0", "seed_1"], "average"].mean())
     assert ours.loc["mean", "sd"] == pytest.approx(ours.loc[["seed_0", "seed_1"], "average"].std())
-    assert [m.name for m in registry.compressing_methods(trained=False)] == [n for n in names if n != "CaCoVID"]  # no policy
+    assert [m.name for m in registry.compressing_methods(trained=False)] == [n for n in names if n not in trained]  # no policy
 
 
 def fake_split(types):
@@ -123,28 +125,44 @@ def test_efficiency_table_times_every_method_for_one_video(tiny_vlm, test_split,
     assert table["selection_share_of_full_prefill"].tolist() == pytest.approx(share.tolist(), rel=1e-2, abs=2e-3)
 
 
-def test_imp_ratio_is_chosen_on_the_mean_over_ratios_and_the_first_of_equals():
-    table = pd.DataFrame({0.5: [0.5, 0.75], 0.75: [0.75, 0.5], 1.0: [0.25, 0.5]}, index=[0.1, 0.05])
-    assert choose_imp_ratio(table) == 0.5  # 0.625, 0.625, 0.375: the first listed of equals
-    table[1.0] = [1.0, 0.5]
-    assert choose_imp_ratio(table) == 1.0
+@pytest.mark.slow
+def test_rule_search_changes_one_field_at_a_time_and_keeps_the_best(tiny_vlm, test_split, embeds, policies):
+    candidates = {"imp_ratio": [0.5, 1.0], "cap_multiple": [None], "allocation": ["per_frame", "global"]}
+    rule, tried = rule_search(tiny_vlm, policies, test_split, embeds, [0.25, 0.1], candidates)
+    assert tried.iloc[0][["imp_ratio", "cap_multiple", "allocation"]].tolist() == [0.5, 1.5, "per_frame"]  # the release first
+    assert len(tried) == 4 and tried["chosen"].sum() == 1  # release, imp 1.0, no cap, global: each rule scored once
+    assert tried["val_mean"].tolist() == pytest.approx(tried[["val_0.25", "val_0.1"]].mean(1).tolist())
+    chosen = tried[tried["chosen"]].iloc[0]
+    assert chosen["val_mean"] == tried["val_mean"].max() or chosen["val_mean"] >= tried.iloc[0]["val_mean"]
+    assert rule == chosen_rule(chosen.to_dict())
+    # a rule's validation accuracy is the mean over the policies of its outcomes
+    expected = np.mean([correct(tiny_vlm, test_split, policy_keep_rule(tiny_vlm, p, test_split.items, 0.25, rule),
+                                video_embeds=embeds).mean() for p in policies.values()])
+    assert chosen["val_0.25"] == pytest.approx(expected)
+
+
+def test_a_bad_rule_candidate_is_a_one_line_error():
+    with pytest.raises(KitInputError, match="cap_multiple"):
+        check_rule_candidates({"cap_multiple": [1.5, -1.0]})
 
 
 @pytest.mark.slow
-def test_retention_and_imp_ratio_tables_average_over_policy_seeds(tiny_vlm, test_split, embeds, policies):
-    table, full = retention_table(tiny_vlm, policies, test_split, embeds, [0.25], 0.5, seed=0)
+def test_retention_table_averages_over_policy_seeds_beside_the_release_rule(tiny_vlm, test_split, embeds, policies):
+    table, full = retention_table(tiny_vlm, policies, test_split, embeds, [0.25], RELEASE_RULE, seed=0)
     row = table.loc[0.25]
+    assert "release_rule" not in table  # the chosen rule is the release's: no second column
     assert row["cacovid"] == pytest.approx((row["cacovid_seed_0"] + row["cacovid_seed_1"]) / 2)
     # the intervals are the bootstrap of the per-question outcomes: CaCoVID's of the share of seeds that got it right
-    outcomes = [correct(tiny_vlm, test_split, policy_keep_rule(tiny_vlm, p, test_split.items, 0.25, 0.5),
+    outcomes = [correct(tiny_vlm, test_split, policy_keep_rule(tiny_vlm, p, test_split.items, 0.25),
                         video_embeds=embeds) for p in policies.values()]
     assert (row["cacovid_ci_low"], row["cacovid_ci_high"]) == pytest.approx(bootstrap_interval(np.mean(outcomes, 0)))
     everything = correct(tiny_vlm, test_split, keep_all, video_embeds=embeds)
     assert (full["ci_low"], full["ci_high"]) == pytest.approx(bootstrap_interval(everything))
-    single, _ = retention_table(tiny_vlm, {"policy": policies["seed_0"]}, test_split, embeds, [0.25], 0.5, seed=0)
-    assert "cacovid_sd" not in single and single.loc[0.25, "cacovid"] == row["cacovid_seed_0"]
-    val = imp_ratio_table(tiny_vlm, {"policy": policies["seed_0"]}, test_split, embeds, [0.25], [0.5])
-    assert val.loc[0.25, 0.5] == single.loc[0.25, "cacovid"]
+    other = SelectionRule(imp_ratio=1.0, cap_multiple=None)
+    single, _ = retention_table(tiny_vlm, {"policy": policies["seed_0"]}, test_split, embeds, [0.25], other, seed=0)
+    assert "cacovid_sd" not in single and single.loc[0.25, "release_rule"] == row["cacovid_seed_0"]
+    assert single.loc[0.25, "cacovid"] == correct(tiny_vlm, test_split, policy_keep_rule(
+        tiny_vlm, policies["seed_0"], test_split.items, 0.25, other), video_embeds=embeds).mean()
 
 
 def test_policy_folders_are_the_seed_subfolders_in_seed_order_or_the_folder(tmp_path):

@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from cacovid_lib.compare import registry
+from cacovid_lib.compare.cacovid import chosen_rule
 from cacovid_lib.io_utils import KitInputError
+from cacovid_lib.method.selection import SelectionRule
 from cacovid_lib.pipeline.metrics import (ablation_metrics, audit_metrics, benchmark_metrics, efficiency_metrics, flat,
                                           metric_name, policy_metrics, write_metrics)
 
@@ -59,9 +61,11 @@ def test_benchmark_metrics_with_seeds_use_the_mean_row_and_add_its_sd():
 def test_policy_efficiency_audit_and_ablation_metrics_are_flat():
     table = pd.DataFrame({"cacovid": [0.8], "cacovid_ci_low": [0.7], "cacovid_ci_high": [0.9], "random": [0.5],
                           "random_ci_low": [0.4], "random_ci_high": [0.6]}, index=pd.Index([0.1], name="retention"))
-    pol = policy_metrics(table, {"accuracy": 0.9, "ci_low": 0.85, "ci_high": 0.95}, 100, 0.5, {"selection_ms": 1.5})
+    rule = {"imp_ratio": 0.5, "cap_multiple": None, "frame_floor": 0.5, "frame_sharpness": 3.0, "allocation": "global"}
+    pol = policy_metrics(table, {"accuracy": 0.9, "ci_low": 0.85, "ci_high": 0.95}, 100, rule, {"selection_ms": 1.5})
     assert pol["accuracy_at_0.10"] == 0.8 and pol["random_accuracy_at_0.10_ci_high"] == 0.6
     assert pol["accuracy_full_ci_low"] == 0.85 and pol["imp_ratio"] == 0.5 and pol["selection_ms"] == 1.5
+    assert pol["cap_multiple"] is None and pol["allocation"] == "global" and chosen_rule(pol) == SelectionRule(**rule)
     eff = pd.DataFrame({"method": ["All tokens", "CaCoVID", "DivPrune"], "selection_ms": [0.0, 1.0, 2.0],
                         "prefill_ms": [10.0, 3.0, 3.0], "selection_share_of_full_prefill": [0.0, 0.1, 0.2]})
     flops = pd.DataFrame({"retention": [1.0, 0.1], "speedup_with_policy": [1.0, 7.5]})

@@ -55,8 +55,8 @@ def test_the_methods_block_parses_into_the_registrys_settings_by_their_own_names
     settings = parse(MethodSettings, {"fastv_layer": 0, "temporal_merge_threshold": 0.8}, "methods")
     assert (settings.fastv_layer, settings.temporal_merge_threshold) == (0, 0.8)
     with pytest.raises(KitInputError) as err:  # set by the stages, not by params.yaml
-        parse(MethodSettings, {"imp_ratio": 0.7}, "methods")
-    assert str(err.value).startswith("methods.imp_ratio: not a parameter here; ")
+        parse(MethodSettings, {"cacovid_rule": {"imp_ratio": 0.7}}, "methods")
+    assert str(err.value).startswith("methods.cacovid_rule: not a parameter here; ")
     with pytest.raises(KitInputError, match=r"^methods.merge_threshold: unknown parameter; valid: "):
         parse(MethodSettings, {"merge_threshold": 0.8}, "methods")
 
@@ -98,7 +98,9 @@ def test_a_bad_key_or_value_is_one_line_naming_it(cls, block, message):
     (PolicyTrainConfig, {"eps_low": 1.0}, "policy.train.eps_low: 1.0 must be in [0, 1)"),
     (PolicyTrainConfig, {"checkpoint_every": -5}, "policy.train.checkpoint_every: -5 must be at least 0"),
     (AblationsParams, {"steps": -150}, "ablations.steps: -150 must be at least 1"),
-    (AblationsParams, {"imp_ratios": [0.5, 0]}, "ablations.imp_ratios[1]: 0.0 must be in (0, 1]"),
+    (AblationsParams, {"retention_ratios": [0.5, 0]}, "ablations.retention_ratios[1]: 0.0 must be in (0, 1]"),
+    (EvaluatePolicyParams, {"rule_candidates": {"msr": [1.5]}}, "evaluate_policy.rule_candidates: unknown field(s) msr; known: imp_ratio, cap_multiple, frame_floor, "
+     "frame_sharpness, allocation"),
     (BenchmarkParams, {"retention_ratios": [1.5, 0, -0.1]}, "benchmark.retention_ratios[0]: 1.5 must be in (0, 1]"),
     (BenchmarkParams, {"retention_ratios": [0.1, 0, -0.1]}, "benchmark.retention_ratios[1]: 0.0 must be in (0, 1]"),
     (BenchmarkParams, {"retention_ratios": []}, "benchmark.retention_ratios: needs at least one value"),

@@ -3,12 +3,15 @@
 would pass. One test per stage checks what that stage wrote; `-k train_vlm` runs only the stages up to it."""
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 import yaml
 from conftest import ROOT, drawn_png
 
+from cacovid_lib.compare.cacovid import chosen_rule
+from cacovid_lib.compare.selection_loss import STEPS
 from cacovid_lib.pipeline.stage import executed_name, load_params, main, run_notebook, stage_parameters, stage_runs, stage_spec
 
 NB = ROOT / "notebooks"
@@ -143,6 +146,9 @@ def test_evaluate_policy(smoke):
     smoke.run("evaluate_policy")
     pol = smoke.json("reports/metrics/policy.json")
     assert _flat(pol) and pol["num_test"] == 6 * 4 and pol["imp_ratio"] in (0.5, 1.0) and pol["selection_ms"] > 0
+    rules = pd.read_csv(smoke.file("reports/tables/selection_rules.csv"))
+    assert len(rules) == 4 and rules["chosen"].sum() == 1  # the release's rule, then one field changed at a time
+    assert chosen_rule(pol) == chosen_rule(rules[rules["chosen"]].iloc[0].replace({np.nan: None}).to_dict())
     for key in ("accuracy_full", "accuracy_at_0.25", "accuracy_at_0.10", "random_accuracy_at_0.25", "random_accuracy_at_0.10"):
         assert _covers(pol, key, pol["num_test"]), key
     table = smoke.file("reports/tables/policy.csv").read_text().splitlines()
@@ -155,12 +161,17 @@ def test_policy_upper_bound(smoke):
     smoke.run("policy_upper_bound")
     bound = smoke.json("reports/metrics/policy_upper_bound.json")
     assert _flat(bound) and bound["num_test"] == 6 * 4
-    names = ("supervised_asked", "supervised_objects", "rl_seed_0", "rl_seed_1")  # both targets beside each RL policy
+    # both targets beside each RL policy, each with the release's rule and the chosen one
+    names = [f"{policy}_{rule}" for policy in ("supervised_asked", "supervised_objects", "rl_seed_0", "rl_seed_1")
+             for rule in ("release", "chosen")]
     for name in names:
         for r in ("0.25", "0.10"):
             assert _covers(bound, f"{name}_accuracy_at_{r}", bound["num_test"]) and 0 <= bound[f"{name}_asked_objects_kept_at_{r}"] <= 1
     table = pd.read_csv(smoke.file("reports/tables/policy_upper_bound.csv"))
     assert len(table) == len(names) * 2
+    loss = pd.read_csv(smoke.file("reports/tables/selection_loss.csv"))  # where the asked object is lost, per step
+    assert len(loss) == len(names) * 2 and np.allclose(loss[list(STEPS)].sum(1), 1, atol=5e-4) and (loss["questions"] > 0).all()
+    drawn_png(smoke.file("reports/figures/selection_loss.png"))
     losses = pd.read_csv(smoke.file("reports/plots/policy_upper_bound_loss.csv"))
     assert sorted(losses["target"].unique()) == ["asked", "objects"] and len(losses) == 2 * 4
     assert drawn_png(smoke.file("reports/figures/policy_upper_bound.png")) == pytest.approx((9, 3.3))  # inches
@@ -179,15 +190,15 @@ def test_benchmark(smoke):
     assert "cacovid_accuracy_at_0.25" not in bench  # headline ratios only; the whole sweep is in main.csv
     main = pd.read_csv(smoke.file("reports/tables/main.csv"))
     seeds = main[main["seed"].astype(str).str.startswith("seed_")]  # CaCoVID per policy seed, besides its "mean" row
-    assert len(main) == 1 + len(methods) * 2 + 2 * 2  # all tokens, every method x 2 ratios, 2 seeds x 2 ratios
-    assert set(seeds["method"]) == {"CaCoVID"} and sorted(seeds["seed"].unique()) == ["seed_0", "seed_1"]
+    assert len(main) == 1 + len(methods) * 2 + 2 * 2 * 2  # all tokens, every method x 2 ratios, 2 rules x 2 seeds x 2 ratios
+    assert set(seeds["method"]) == {"CaCoVID", "CaCoVID (release rule)"} and sorted(seeds["seed"].unique()) == ["seed_0", "seed_1"]
     assert set(main["method"]) == {"All tokens", *(m.name for m in methods)}  # the registry's display names
     ours = main[(main["method"] == "CaCoVID") & (main["retention"] == 0.1) & (main["seed"] == "mean")].iloc[0]
-    per_seed = seeds[seeds["retention"] == 0.1]["average"]
+    per_seed = seeds[(seeds["retention"] == 0.1) & (seeds["method"] == "CaCoVID")]["average"]
     assert ours["average"] == pytest.approx(per_seed.mean(), abs=1e-4) and ours["sd"] == pytest.approx(per_seed.std(), abs=1e-4)
     assert ours["average"] == pytest.approx(bench["cacovid_accuracy_at_0.10"], abs=1e-4)
     assert ours["ci_low"] == pytest.approx(bench["cacovid_accuracy_at_0.10_ci_low"], abs=1e-4)
-    best = main[(main["retention"] == 0.1) & (main["method"] != "CaCoVID")]["average"].max()
+    best = main[(main["retention"] == 0.1) & ~main["method"].str.startswith("CaCoVID")]["average"].max()
     assert bench["cacovid_margin_at_0.10"] == pytest.approx(ours["average"] - best, abs=1e-4)
     assert list(pd.read_csv(smoke.file("reports/plots/benchmark.csv")).columns) == ["retention", *sorted(m.name for m in methods)]
     efficiency = pd.read_csv(smoke.file("reports/tables/efficiency.csv"))
@@ -195,6 +206,11 @@ def test_benchmark(smoke):
     eff = smoke.json("reports/metrics/efficiency.json")
     assert _flat(eff) and eff["cacovid_selection_ms"] > 0 and eff["llava_ov_7b_speedup_at_0.10"] > 1
     assert drawn_png(smoke.file("reports/figures/benchmark_retention.png")) == pytest.approx((6.5, 4))  # inches
+    flops = pd.read_csv(smoke.file("reports/tables/accuracy_flops.csv"))  # every method x ratio, with its FLOPs share
+    assert len(flops) == 1 + len(methods) * 2 and flops["embedded_share"].between(0, 1.5).all()
+    assert flops.loc[flops["method"] == "All tokens", "embedded_share"].tolist() == [1.0]
+    assert len(pd.read_csv(smoke.file("reports/tables/equal_flops.csv"))) == 2 * 2  # FastV's 2 ratios x 2 shapes
+    drawn_png(smoke.file("reports/figures/accuracy_flops.png"))
     coverage = pd.read_csv(smoke.file("reports/tables/coverage.csv"))
     assert len(coverage) == 1 + len(methods) * 2  # CaCoVID's seeds averaged into one row per ratio
     everything = coverage[coverage["method"] == "All tokens"].iloc[0]
@@ -219,7 +235,7 @@ def test_ablations(smoke):
     smoke.run("ablations")
     abl = smoke.json("reports/metrics/ablations.json")
     assert _flat(abl)
-    runs = {"sampler_grouped", "sampler_independent", "sampling_modes_token", "sampling_modes_all", "imp_ratio_0.5", "imp_ratio_1.0"}
+    runs = {"sampler_grouped", "sampler_independent", "sampling_modes_token", "sampling_modes_all"}
     assert {k.removesuffix("_val_accuracy_at_0.10") for k in abl if k.endswith("_val_accuracy_at_0.10")} == runs
     assert all(_covers(abl, f"{run}_val_accuracy_at_0.10", 4 * 4) for run in runs)  # val: 4 videos
     # the base recipe is shared: the grouped sampler and all sampling modes are one run, scored once

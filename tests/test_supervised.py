@@ -7,6 +7,7 @@ from conftest import PLANTED_GRID as GRID
 from conftest import inputs_for, planted_world, qwen2_llm, top_k_recovers_keys
 
 from cacovid_lib.method.policy import CompressionPolicy
+from cacovid_lib.method.selection import RELEASE_RULE, SelectionRule
 from cacovid_lib.method.supervised import balanced_bce, frame_targets, supervised_loss, train_supervised_policy
 
 
@@ -62,7 +63,9 @@ def test_selection_table_scores_every_policy_and_ratio_with_coverage(tiny_vlm, t
     from cacovid_lib.stages.policy_upper_bound import selection_table
 
     policy = CompressionPolicy.from_llm(tiny_vlm.language_model, seed=0).eval()
-    table = selection_table(tiny_vlm, {"a": policy}, test_split, embeds, [0.25, 0.1], imp_ratio=1.0)
-    assert table[["policy", "retention"]].values.tolist() == [["a", 0.25], ["a", 0.1]]
+    rules = {"release": RELEASE_RULE, "no cap": SelectionRule(imp_ratio=1.0, cap_multiple=None)}
+    table = selection_table(tiny_vlm, {"a": policy}, test_split, embeds, [0.25, 0.1], rules)
+    assert table[["policy", "rule", "retention"]].values.tolist() == [["a", "release", 0.25], ["a", "release", 0.1],
+                                                                      ["a", "no cap", 0.25], ["a", "no cap", 0.1]]
     assert ((table["ci_low"] <= table["accuracy"]) & (table["accuracy"] <= table["ci_high"])).all()
     assert table["asked_objects_kept"].between(0, 1).all() and (table["objects_covered"] >= 0).all()

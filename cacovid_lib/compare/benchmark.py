@@ -18,7 +18,8 @@ import pandas as pd
 import torch
 
 from cacovid_lib.compare import registry
-from cacovid_lib.compare.efficiency import median_ms, peak_memory_mb, prefill
+from cacovid_lib.compare.efficiency import (QWEN2_7B, LLMShape, allocated_peak_mb, llm_shape_of, median_ms,
+                                           method_prefill_flops, prefill, prefill_flops, selection_prefill_flops)
 from cacovid_lib.compare.evaluation import predict
 from cacovid_lib.compare.intervals import bootstrap_interval
 from cacovid_lib.compare.keep import keep_all
@@ -147,24 +148,40 @@ def efficiency_table(ctx: MethodContext, video_embeds: torch.Tensor, retention: 
                      policy=None, repeats: int = 20) -> pd.DataFrame:
     """The cost of each method for one item (`ctx.items[0]`, its video's embeddings video_embeds (1, N+1, D)) at
     `retention`: median selection time (each call computes its own scores: nothing shared), median prefill time with
-    the kept tokens (efficiency.prefill, as generation does it), and peak memory of selection + prefill; then the
-    total and the selection's share of the all-token prefill. CaCoVID uses `policy` (left out without one)."""
+    the kept tokens (efficiency.prefill, as generation does it), and peak memory of selection + prefill
+    (efficiency.allocated_peak_mb: the allocator's peak on a GPU, the profiler's peak of live tensor memory on CPU,
+    measured in a call of its own); then the total and the selection's share of the all-token prefill. What explains
+    the prefill times: `first_layer_tokens`, the tokens the LLM's first layer sees (FastV's in-LLM pruning runs its
+    first layers over every token), and `prefill_gflops`, the analytic FLOPs of that prefill
+    (efficiency.selection_prefill_flops, the LLM's layers only); `method_gflops` adds what the method's selection
+    runs in the LLM's layers (efficiency.method_prefill_flops: CaCoVID's policy layer, the attention scoring).
+    CaCoVID uses `policy` (left out without one)."""
     idx = np.array([0])
     prompt = ctx.vlm.prompt(ctx.items[0])
     ctx = replace(ctx, policy=policy, shared={})
+    shape, n = llm_shape_of(ctx.vlm), video_embeds.shape[1] - 1
+    text = len(prompt.prefix_ids) + len(prompt.suffix_ids) + 1  # the never-pruned last video token included
 
     def run_prefill(selection):
         return prefill(ctx.vlm, prompt, video_embeds[0], selection)
 
+    def counts(key, selection):
+        first = text + (n if selection.prune_after_layer is not None else int(selection.keeps[0].sum()))
+        return {"first_layer_tokens": first,
+                "prefill_gflops": selection_prefill_flops(shape, n, text, selection) / 1e9,
+                "method_gflops": method_prefill_flops(key, shape, n, text, retention, settings.fastv_layer) / 1e9}
+
     full_ms = median_ms(lambda: run_prefill(keep_all(idx, video_embeds)), repeats)
     rows = [{"method": UPPER, "selection_ms": 0.0, "prefill_ms": full_ms,
-             "peak_memory_mb": peak_memory_mb(lambda: run_prefill(keep_all(idx, video_embeds)), ctx.vlm.device)}]
+             "peak_memory_mb": allocated_peak_mb(lambda: run_prefill(keep_all(idx, video_embeds)), ctx.vlm.device),
+             **counts("all", keep_all(idx, video_embeds))}]
     for m in registry.compressing_methods(trained=policy is not None):
         rule = registry.build(m.key, ctx, retention, settings)
         selection = rule(idx, video_embeds)
         rows.append({"method": m.name, "selection_ms": median_ms(lambda: rule(idx, video_embeds), repeats),
                      "prefill_ms": median_ms(lambda: run_prefill(selection), repeats),
-                     "peak_memory_mb": peak_memory_mb(lambda: run_prefill(rule(idx, video_embeds)), ctx.vlm.device)})
+                     "peak_memory_mb": allocated_peak_mb(lambda: run_prefill(rule(idx, video_embeds)), ctx.vlm.device),
+                     **counts(m.key, selection)})
     table = pd.DataFrame(rows)
     table["total_ms"] = table["selection_ms"] + table["prefill_ms"]
     table["selection_share_of_full_prefill"] = table["selection_ms"] / full_ms
@@ -174,7 +191,74 @@ def efficiency_table(ctx: MethodContext, video_embeds: torch.Tensor, retention: 
 def efficiency_markdown(table: pd.DataFrame, flops: pd.DataFrame, retention: float, device, repeats: int,
                         frames: int, tokens_per_frame: int, text_tokens: int) -> str:
     """reports/tables/efficiency.md: the measured table for one video, then the analytic FLOPs table."""
-    return (f"One test video at retention {retention}, this machine ({device}), medians of {repeats} runs.\n\n"
+    return (f"One test video at retention {retention}, this machine ({device}), medians of {repeats} runs. "
+            "`first_layer_tokens`: the tokens the LLM's first layer sees (FastV prunes inside the LLM, after its first "
+            "layers have read every token); `prefill_gflops`: the analytic FLOPs of the timed prefill (the LLM's "
+            "layers); `method_gflops`: with what the selection runs in the LLM's layers (CaCoVID's policy layer, the "
+            "LLM attention scoring); `peak_memory_mb`: the peak of live tensor memory of one selection + prefill "
+            "over what was held before (CUDA's allocator, or on CPU torch.profiler's allocation events); the "
+            "selection's own peak at LLaVA-OneVision-7B's shape is compare/memory.py's.\n\n"
             + table.to_markdown(index=False)
             + f"\n\nAnalytic prefill FLOPs, LLaVA-OneVision-7B, {frames} frames x {tokens_per_frame} tokens + "
             f"{text_tokens} text tokens:\n\n" + flops.to_markdown(index=False) + "\n")
+
+
+def accuracy_flops_table(main: pd.DataFrame, shape_embedded: LLMShape, embedded_tokens: int, embedded_text_tokens: int,
+                         shape_7b: LLMShape = QWEN2_7B, tokens_7b: int = 32 * 196, text_7b: int = 128,
+                         fastv_layer: int = 0, fastv_layer_7b: int = 1) -> pd.DataFrame:
+    """Accuracy against prefill compute: one row per method x retention of the main table's summary rows
+    (summary_rows), with its accuracy (`average`, `ci_low`, `ci_high`, and `sd` over seeds where there is one) and
+    the analytic prefill FLOPs of what the method runs (efficiency.method_prefill_flops): at the embedded LLM's shape
+    (`embedded_gflops`, `embedded_share` of the all-token prefill; `embedded_tokens` video tokens, `fastv_layer` as
+    the benchmark ran it) and at LLaVA-OneVision-7B's (Qwen2-7B, `tokens_7b` video tokens (32 frames x 196) and
+    `text_7b` text tokens: `llava_ov_7b_tflops`, `llava_ov_7b_share`). FastV's layer maps by depth share, not by
+    index: at 7B it prunes after `fastv_layer_7b` = 1 (its paper's K = 2 of 28 layers), where the embedded 6-layer
+    LLM prunes after layer 0 (K = 1); the attention-scored methods read that layer too. The accuracy is the
+    embedded one in every column: the 7B shares say what the same selections would cost at 7B's shape, not how
+    accurate they would be there. The vision encoder is left out (the same for every method)."""
+    shown = summary_rows(main)
+    rows = []
+    for _, row in shown.iterrows():
+        key = registry.method(row["method"]).key
+        at_embedded = method_prefill_flops(key, shape_embedded, embedded_tokens, embedded_text_tokens, row["retention"],
+                                           fastv_layer)
+        at_7b = method_prefill_flops(key, shape_7b, tokens_7b, text_7b, row["retention"], fastv_layer_7b)
+        rows.append({"method": row["method"], "key": key, "retention": row["retention"], "average": row["average"],
+                     "ci_low": row["ci_low"], "ci_high": row["ci_high"],
+                     **({"sd": row["sd"]} if "sd" in shown else {}),
+                     "embedded_gflops": at_embedded / 1e9,
+                     "embedded_share": at_embedded / prefill_flops(shape_embedded,
+                                                                   embedded_tokens + embedded_text_tokens),
+                     "llava_ov_7b_tflops": at_7b / 1e12,
+                     "llava_ov_7b_share": at_7b / prefill_flops(shape_7b, tokens_7b + text_7b)})
+    return pd.DataFrame(rows)
+
+
+def equal_flops_comparison(table: pd.DataFrame, method: str = "CaCoVID", against: str = "FastV",
+                           column: str = "embedded_share") -> pd.DataFrame:
+    """`method`'s accuracy at `against`'s compute: for each of `against`'s rows of an accuracy_flops_table, `method`'s
+    average linearly interpolated at `against`'s FLOPs (`column`: embedded_share, llava_ov_7b_share, ...) between
+    `method`'s measured rows (its retention ratios), and the difference `method` - `against`. NaN where `against`'s
+    FLOPs lie outside the range of `method`'s measured FLOPs: no extrapolation. One row per `against` retention."""
+    for name in (method, against):
+        if not (table["method"] == name).any():
+            raise KitInputError(f"equal_flops_comparison: no rows of {name!r} in the table")
+    ours = table[table["method"] == method].sort_values(column)
+    x, y = ours[column].to_numpy(float), ours["average"].to_numpy(float)
+    rows = []
+    for _, row in table[table["method"] == against].sort_values("retention", ascending=False).iterrows():
+        at = float(row[column])
+        inside = len(x) > 0 and x.min() - 1e-12 <= at <= x.max() + 1e-12
+        value = float(np.interp(at, x, y)) if inside else float("nan")
+        rows.append({"retention": row["retention"], column: at, f"{metric_key(against)}_accuracy": row["average"],
+                     f"{metric_key(method)}_accuracy_at_equal_flops": value,
+                     "difference": value - row["average"]})
+    return pd.DataFrame(rows)
+
+
+def metric_key(name: str) -> str:
+    """A registered method's key (its display name where it is not registered): column-name stems."""
+    try:
+        return registry.method(name).key
+    except KitInputError:
+        return name

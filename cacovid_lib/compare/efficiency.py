@@ -2,6 +2,7 @@
 analytic prefill-FLOPs model."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ import pandas as pd
 import torch
 
 from cacovid_lib.compare.keep import Selection
+from cacovid_lib.io_utils import KitInputError
 
 
 def synchronize(device=None) -> None:
@@ -80,6 +82,33 @@ def peak_memory_mb(fn, device) -> float:
 
 
 
+def allocated_peak_mb(fn, device) -> float:
+    """Extra memory allocated by tensors at the peak of one `fn()` over what was held before it, in MiB: CUDA's
+    allocator peak on a GPU (as peak_memory_mb); on CPU the running sum of the tensor allocations and frees that
+    torch.profiler records (profile_memory=True), whose maximum is the peak of live tensor memory, freed blocks
+    included, which the resident set (peak_memory_mb's CPU count) cannot see. NaN where this torch's profiler does
+    not expose its allocation events. The profiler slows `fn`: measure memory in a call of its own, never around a
+    timed loop."""
+    if torch.device(device).type == "cuda":
+        return peak_memory_mb(fn, device)
+    try:
+        from torch._C._profiler import _EventType
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            fn()
+        events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
+        while stack:
+            event = stack.pop()
+            if event.typed[0] == _EventType.Allocation and event.typed[1].device.type == "cpu":
+                events.append((event.start_time_ns, event.typed[1].alloc_size))  # bytes, negative: a free
+            stack.extend(event.children)
+    except (ImportError, AttributeError, RuntimeError):
+        return float("nan")
+    live = np.cumsum([size for _, size in sorted(events)]) if events else np.zeros(1)
+    return max(0.0, float(live.max())) / 2**20
+
+
 def median_ms_and_peak_mb(fn, device, repeats: int = 20, warmup: int = 2) -> tuple[float, float]:
     """(median_ms, peak_memory_mb) of `fn()` from the same runs: the timed loop (warm-up included, CUDA
     synchronised) runs inside the peak-memory measurement, so a row costs no extra call."""
@@ -145,3 +174,132 @@ def flops_table(shape: LLMShape, video_tokens: int, text_tokens: int, ratios: li
         rows.append({"retention": r, "video_tokens": kept, "prefill_tflops": f / 1e12, "speedup": full / f,
                      "with_policy_tflops": (f + policy) / 1e12, "speedup_with_policy": full / (f + policy)})
     return pd.DataFrame(rows)
+
+
+# ---- prefill FLOPs per method: what each method runs in the LLM's layers ------------------------------------------
+@dataclass(frozen=True)
+class PrefillWork:
+    """What a method runs at prefill in layers of the LLM's width, besides the LLM over its kept tokens (the count
+    `method_prefill_flops` makes of it)."""
+
+    pruned_inside: bool = False  # layers 0..fastv_layer run over every token, the rest over the kept ones (FastV)
+    llm_scoring: bool = False  # reads the LLM's attention at fastv_layer over the full prompt first (scoring_flops)
+    policy_layers: int = 0  # decoder layers of the LLM's shape over the full prompt before the LLM (CaCoVID's policy)
+    what: str = ""  # one line: what the method runs, from the code
+
+
+_BEFORE = PrefillWork(what="every LLM layer over the kept tokens; its selection reads the video embeddings (or the "
+                           "vision tower's attention) only")
+_SCORED = PrefillWork(llm_scoring=True, what="the LLM's attention at fastv_layer over the full prompt (registry "
+                                             "_llm_scores), then every LLM layer over the kept tokens")
+_POLICY = PrefillWork(policy_layers=1, what="its policy, one decoder layer of the LLM's shape over the full prompt "
+                                            "(policy_inputs), then every LLM layer over the kept tokens")
+
+METHOD_PREFILL_WORK: dict[str, PrefillWork] = {
+    "all": PrefillWork(what="every LLM layer over every token"),
+    "cacovid": _POLICY,  # compare/cacovid.py policy_keep_rule: the policy over vlm.policy_inputs (every video token)
+    "cacovid_release_rule": _POLICY,  # the release's selection rule on the same policy's scores: CaCoVID's cost
+    "random": _BEFORE,
+    "uniform": _BEFORE,
+    "fastv": PrefillWork(pruned_inside=True, what="layers 0..fastv_layer over every token, its scores read in that "
+                                                  "same forward (FastV fuses them; the kit re-runs them in its "
+                                                  "selection), the remaining layers over the kept tokens"),
+    "fastv_input": _SCORED,
+    "visionzip": _BEFORE,  # re-runs the vision tower for its attention here: vision-encoder work, left out
+    "divprune": _BEFORE,
+    "temporal_merge": _SCORED,
+    "fastvid": _BEFORE,
+    "flashvid": _BEFORE,
+    "holitom": _BEFORE,
+    "vidcom2": _BEFORE,
+    "prunevid": _SCORED,
+    "framefusion": _SCORED,
+}
+"""Registry key -> what the method runs at prefill, from the code: FastV's Selection sets prune_after_layer
+(baselines.fastv_rule, inside_llm=True); FastV (input), Temporal merge, PruneVid and FrameFusion are built on
+registry._llm_scores (baselines.last_token_attention); CaCoVID runs its policy (one copy of the LLM's first layer)
+over the prompt with every video token. tests/test_efficiency_flops.py checks these facts against the registry."""
+
+
+def prefill_work(key: str) -> PrefillWork:
+    """METHOD_PREFILL_WORK[key], or a one-line error naming the known keys."""
+    if key not in METHOD_PREFILL_WORK:
+        raise KitInputError(f"method {key!r}: no prefill accounting; known: {', '.join(METHOD_PREFILL_WORK)}")
+    return METHOD_PREFILL_WORK[key]
+
+
+def scoring_flops(shape: LLMShape, seq_len: int, layer: int) -> float:
+    """FLOPs of reading the last token's attention at decoder layer `layer` over `seq_len` tokens, as
+    baselines.last_query_attention computes it: layers 0..layer-1 in full, then layer `layer`'s keys of every token
+    (2n·d·kv_dim), the last token's query (2d²) and its attention row over every token (2n·d)."""
+    n, d = seq_len, shape.hidden
+    return prefill_flops(shape, n, layers=layer) + 2 * n * d * shape.kv_dim + 2 * d * d + 2 * n * d
+
+
+def kept_video_tokens(video_tokens: int, retention: float) -> int:
+    """floor(ρ·N), at least one: the budget every registered method keeps (baselines.token_budget)."""
+    return max(1, math.floor(retention * video_tokens))
+
+
+def method_prefill_flops(key: str, shape: LLMShape, video_tokens: int, text_tokens: int, retention: float,
+                         fastv_layer: int) -> float:
+    """Prefill FLOPs of one item for the method with registry key `key` at `retention`: what it runs in layers of the
+    LLM's shape (METHOD_PREFILL_WORK), by prefill_flops' per-layer count. The LLM sees `text_tokens` (the prompt
+    around the video, the never-pruned last video token included) plus the kept video tokens (floor(ρ·N); every one
+    for key "all"); a method pruning inside the LLM runs layers 0..fastv_layer (K = fastv_layer + 1) over all
+    N + text tokens and the other L - K over the kept ones; CaCoVID adds its policy layer over all N + text tokens;
+    a method scoring with the LLM's attention adds scoring_flops over all of them.
+
+    Left out, the same for every method or small next to one layer: the vision encoder (VisionZip's re-run of its
+    tower included, which a fused implementation reads from the forward it is part of), the LM head and embeddings,
+    norms, rotary embeddings and softmaxes, CaCoVID's score heads (an MLP D -> D/2 -> ... -> 2 per token) and its
+    per-frame top-k, and the selection arithmetic of the baselines (pairwise cosine similarities within or across
+    frames, DivPrune's greedy max-min, clustering and merging: at most about N²·D, under a tenth of one layer of
+    Qwen2-7B at N = 6272)."""
+    work = prefill_work(key)
+    full = video_tokens + text_tokens
+    kept = full if key == "all" else kept_video_tokens(video_tokens, retention) + text_tokens
+    if work.pruned_inside:
+        k = fastv_layer + 1
+        if not 0 < k <= shape.layers:
+            raise KitInputError(f"fastv_layer: {fastv_layer} is outside the LLM's layers 0..{shape.layers - 1}")
+        llm = prefill_flops(shape, full, k) + prefill_flops(shape, kept, shape.layers - k)
+    else:
+        llm = prefill_flops(shape, kept)
+    policy = prefill_flops(shape, full, work.policy_layers)
+    scoring = scoring_flops(shape, full, fastv_layer) if work.llm_scoring else 0.0
+    return llm + policy + scoring
+
+
+def method_prefill_share(key: str, shape: LLMShape, video_tokens: int, text_tokens: int, retention: float,
+                         fastv_layer: int) -> float:
+    """method_prefill_flops as a share of the all-token prefill (prefill_flops over N + text tokens)."""
+    return (method_prefill_flops(key, shape, video_tokens, text_tokens, retention, fastv_layer)
+            / prefill_flops(shape, video_tokens + text_tokens))
+
+
+def selection_prefill_flops(shape: LLMShape, video_tokens: int, text_tokens: int, sel: Selection) -> float:
+    """Analytic FLOPs of `prefill` (this module) for one item's selection: the LLM layers only, over the tokens each
+    layer sees (every one through layers 0..prune_after_layer where the selection prunes inside the LLM); what the
+    selection itself ran (a policy, attention scores) is not in it."""
+    full, kept = video_tokens + text_tokens, int(sel.keeps[0].sum()) + text_tokens
+    if sel.prune_after_layer is None:
+        return prefill_flops(shape, kept)
+    k = sel.prune_after_layer + 1
+    return prefill_flops(shape, full, k) + prefill_flops(shape, kept, shape.layers - k)
+
+
+def llm_shape_of(vlm) -> LLMShape:
+    """The LLMShape of a video LLM's language model, from its transformers config (`vlm.language_model.config`: a
+    Qwen2 config for LLaVA-OneVision and the embedded model, Qwen2.5-VL's text config)."""
+    cfg = vlm.language_model.config
+    cfg = getattr(cfg, "text_config", None) or cfg
+    return LLMShape(layers=cfg.num_hidden_layers, hidden=cfg.hidden_size, intermediate=cfg.intermediate_size,
+                    heads=cfg.num_attention_heads, kv_heads=cfg.num_key_value_heads, vocab=cfg.vocab_size)
+
+
+def prompt_text_tokens(vlm, items: list[dict]) -> int:
+    """The tokens the LLM sees besides the prunable video tokens, averaged over `items` and rounded: the prompt's
+    prefix and suffix and the never-pruned last video token (the options' continuations are not in a prefill)."""
+    prompts = [vlm.prompt(item) for item in items]
+    return round(float(np.mean([len(p.prefix_ids) + len(p.suffix_ids) + 1 for p in prompts])))

@@ -215,7 +215,7 @@ def _formula_bytes(key: str, shape: LLMShape, seq_len: int, video_tokens: int, f
         merge = 3 * video_tokens * shape.hidden * dtype_bytes  # the merged copy, the chains' sums and their means
         return assembled + fastv_scoring_bytes(shape, seq_len, layer, dtype_bytes) + merge, \
             "fastv_scoring_bytes + the assembled prompt (2 copies) + the merge's three (N, d)"
-    if key == "cacovid":
+    if key in ("cacovid", "cacovid_release_rule"):
         return cacovid_policy_bytes(shape, seq_len, video_tokens, dtype_bytes), "cacovid_policy_bytes"
     if key == "visionzip":
         return visionzip_bytes(SIGLIP_SO400M, frames, dtype_bytes), "visionzip_bytes (SigLIP-so400m, the last layer's maps, 4 frames at a time)"

@@ -11,7 +11,7 @@ last one is the never-pruned newline) and returns a `Selection` keeping exactly 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -27,6 +27,7 @@ from cacovid_lib.compare.keep import KeepRule, Selection, keep_all, random_keep_
 from cacovid_lib.compare.prunevid import prunevid_rule
 from cacovid_lib.compare.vidcom2 import vidcom2_rule
 from cacovid_lib.io_utils import COUNT, POSITIVE, RATIO, SEED, KitInputError, Range, check_ranges
+from cacovid_lib.method.selection import RELEASE_RULE, SelectionRule
 from cacovid_lib.models.base import VideoLLM
 from cacovid_lib.models.llava_onevision import LlavaOneVisionVideoLLM
 
@@ -43,8 +44,10 @@ class MethodSettings:
     """cosine similarity above which a token merges into the same position of the previous frame"""
     visionzip_dominant_share: float = 54 / 64
     """VisionZip: share of the kept tokens that are dominant (its default 54 of 64)"""
-    imp_ratio: float = field(default=0.5, metadata={"set_by": "CaCoVID's imp_ratio is chosen on validation (stage evaluate_policy)"})
-    """CaCoVID: share of each frame's budget given to the policy's top-k (chosen on validation)"""
+    cacovid_rule: SelectionRule = field(default=RELEASE_RULE, metadata={
+        "set_by": "CaCoVID's selection rule is chosen on validation (stage evaluate_policy), imp_ratio by the paper run"})
+    """CaCoVID: how its scores become a keep mask (method/selection.py SelectionRule; the release's by default). The
+    row "CaCoVID (release rule)" always uses the release's"""
     seed: int = field(default=0, metadata={"set_by": "Random's seed is the stage's own (benchmark.seed)"})
     """Random: seeds its masks"""
     fastvid_segment_share: float = 0.25
@@ -80,7 +83,7 @@ class MethodSettings:
     def __post_init__(self):
         cosine, share = Range(-1, 1), Range(0, 1)
         check_ranges(self, fastv_layer=Range(0), temporal_merge_threshold=cosine, visionzip_dominant_share=share,
-                     imp_ratio=RATIO, seed=SEED, fastvid_segment_share=RATIO, fastvid_threshold=cosine,
+                     seed=SEED, fastvid_segment_share=RATIO, fastvid_threshold=cosine,
                      fastvid_salient_share=share, fastvid_anchor_interval=COUNT, flashvid_selected_share=share,
                      flashvid_threshold=cosine, holitom_threshold=cosine, vidcom2_temperature=POSITIVE,
                      prunevid_threshold=cosine, prunevid_segment_share=RATIO, prunevid_cluster_share=RATIO,
@@ -129,7 +132,11 @@ def _as_selection(rule) -> KeepRule:
 def _cacovid(ctx, r, s):
     if ctx.policy is None:
         raise KitInputError("method cacovid: needs a trained policy (--policy DIR)")
-    return policy_keep_rule(ctx.vlm, ctx.policy, ctx.items, r, s.imp_ratio)
+    return policy_keep_rule(ctx.vlm, ctx.policy, ctx.items, r, s.cacovid_rule)
+
+
+def _cacovid_release(ctx, r, s):
+    return _cacovid(ctx, r, replace(s, cacovid_rule=RELEASE_RULE))
 
 
 def _llm_scores(ctx, s):
@@ -160,6 +167,8 @@ def _saliency(ctx):
 METHODS: list[Method] = [
     Method("All tokens", "all", "upper bound", 0, lambda ctx, r, s: keep_all),
     Method("CaCoVID", "cacovid", "Ma et al., arXiv 2602.01649", 2026, _cacovid, trained=True),
+    Method("CaCoVID (release rule)", "cacovid_release_rule", "the same policies with the release's selection rule", 0,
+           _cacovid_release, trained=True),
     Method("Random", "random", "uniformly random tokens", 0, lambda ctx, r, s: random_keep_rule(r, s.seed)),
     Method("Uniform", "uniform", "evenly spaced in time and space", 0, lambda ctx, r, s: baselines.uniform_rule(ctx.vlm, r)),
     Method("FastV", "fastv", "Chen et al., ECCV 2024 (arXiv 2403.06764)", 2024,

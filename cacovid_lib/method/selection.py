@@ -7,6 +7,7 @@ tests/data/release_vectors.json).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -72,16 +73,60 @@ def density_peak_scores(dist: torch.Tensor, neighbours: int, include_self: bool 
     return delta * density
 
 
-def frame_budgets(frame_scores: torch.Tensor, grid, retention: float, imp_ratio: float, max_frame_ratio: float) -> torch.Tensor:
+@dataclass(frozen=True)
+class SelectionRule:
+    """How policy scores become a keep mask (docs/method.md §5). The defaults are the release's rule; the embedded
+    pipeline chooses its own values on the validation split (stage evaluate_policy, docs/method.md §9 D11)."""
+
+    imp_ratio: float = 0.5
+    """share of the budget given to the policy's top tokens (per frame, or over the video with allocation="global");
+    the rest is an evenly spaced fill"""
+    cap_multiple: float | None = 1.5
+    """per-frame cap msr = cap_multiple·ρ, so a frame takes at most int(imp_ratio·h·w·msr) top tokens; None: no cap
+    (a frame may take all its tokens)"""
+    frame_floor: float = 0.5
+    """every frame's share is floored at frame_floor/t and its count at one token; 0: no floor, a frame may get none"""
+    frame_sharpness: float = 3.0
+    """frame scores are scaled to a largest magnitude of this before the softmax (an inverse temperature)"""
+    allocation: str = "per_frame"
+    """"per_frame": frame budgets from the frame head, then each frame's top tokens (the release); "global": every
+    token ranked by its token score plus its frame's score, no per-frame budget"""
+
+    def __post_init__(self):
+        if not 0 < self.imp_ratio <= 1:
+            raise KitInputError(f"imp_ratio: {self.imp_ratio} is outside (0, 1]")
+        if self.cap_multiple is not None and not self.cap_multiple > 0:
+            raise KitInputError(f"cap_multiple: {self.cap_multiple} must be positive (or null: no cap)")
+        if not 0 <= self.frame_floor <= 1:
+            raise KitInputError(f"frame_floor: {self.frame_floor} is outside [0, 1]")
+        if not self.frame_sharpness > 0:
+            raise KitInputError(f"frame_sharpness: {self.frame_sharpness} must be positive")
+        if self.allocation not in ("per_frame", "global"):
+            raise KitInputError(f"allocation: {self.allocation!r} is unknown; valid: per_frame, global")
+
+    def frame_cap(self, retention: float, tokens_per_frame: int) -> int:
+        """Most top tokens one frame may take: int(imp_ratio·h·w·msr), or every token of the frame without a cap."""
+        if self.cap_multiple is None:
+            return tokens_per_frame
+        return int(self.imp_ratio * tokens_per_frame * (self.cap_multiple * retention))  # the release's order of products
+
+
+RELEASE_RULE = SelectionRule()
+
+
+def frame_budgets(frame_scores: torch.Tensor, grid, retention: float, rule: SelectionRule = RELEASE_RULE) -> torch.Tensor:
     """Per-frame counts of top-scored tokens (docs/method.md §5 steps 1-2): (t,) ints summing to
     floor(imp_ratio·ρ·t·h·w)."""
     t, h, w = grid
+    imp_ratio = rule.imp_ratio
+    msr = math.inf if rule.cap_multiple is None else rule.cap_multiple * retention
     f = frame_scores.float()
-    f = f / f.abs().max().clamp(min=1e-12) * 3
-    p = torch.softmax(f, dim=0).clip(min=1 / (2 * t), max=1 / (t * retention) * max_frame_ratio)
+    f = f / f.abs().max().clamp(min=1e-12) * rule.frame_sharpness
+    p = torch.softmax(f, dim=0).clip(min=rule.frame_floor / t, max=1 / (t * retention) * msr)  # release: [1/(2t), msr/(tρ)]
     p = p / p.sum()
     # the products are written in the release's order so that float rounding matches it exactly
-    counts = (p * round(imp_ratio * retention * h * w * t)).round().clip(min=1, max=int(imp_ratio * h * w * max_frame_ratio)).long()
+    counts = (p * round(imp_ratio * retention * h * w * t)).round().clip(min=1 if rule.frame_floor > 0 else 0,
+                                                                          max=rule.frame_cap(retention, h * w)).long()
     target = math.floor(imp_ratio * retention * h * w * t)
     while counts.sum() > target:  # take one from the frame that has most
         counts[counts.argmax()] -= 1
@@ -90,12 +135,31 @@ def frame_budgets(frame_scores: torch.Tensor, grid, retention: float, imp_ratio:
     return counts
 
 
+def top_tokens(frame_scores: torch.Tensor, token_scores: torch.Tensor, grid, retention: float,
+               rule: SelectionRule = RELEASE_RULE) -> torch.Tensor:
+    """Steps 1-3 of the selection: the policy's top tokens, before the even fill -> (t·h·w,) bool mask with
+    floor(imp_ratio·ρ·t·h·w) True."""
+    t, h, w = grid
+    hw = h * w
+    keep = torch.zeros(t * hw, dtype=torch.bool, device=token_scores.device)
+    if rule.allocation == "global":  # one ranking over the video: token score plus its frame's score
+        combined = token_scores.float().view(t, hw) + frame_scores.float().to(token_scores.device)[:, None]  # (t, h*w)
+        target = math.floor(rule.imp_ratio * retention * hw * t)
+        keep[combined.flatten().topk(target).indices] = True
+        return keep
+    counts = frame_budgets(frame_scores, grid, retention, rule)  # (t,)
+    order = token_scores.float().view(t, hw).sort(dim=-1, descending=True).indices  # (t, h*w) best first
+    take = torch.arange(hw, device=order.device)[None] < counts[:, None].to(order.device)  # (t, h*w)
+    keep[(order + torch.arange(t, device=order.device)[:, None] * hw)[take]] = True  # step 3: per-frame top-n_j
+    return keep
+
+
 def select_tokens(frame_scores: torch.Tensor, token_scores: torch.Tensor, grid: tuple[int, int, int],
-                  retention: float, imp_ratio: float = 0.5, max_frame_ratio: float | None = None) -> torch.Tensor:
+                  retention: float, rule: SelectionRule = RELEASE_RULE) -> torch.Tensor:
     """Keep mask over t·h·w video tokens with exactly floor(retention·t·h·w) True (docs/method.md §5).
 
-    frame_scores: (t,) frame-head scores f; token_scores: (t·h·w,) token-head scores s, time-then-space order.
-    max_frame_ratio: the per-frame cap `msr` (release: 1.5 × retention when None).
+    frame_scores: (t,) frame-head scores f; token_scores: (t·h·w,) token-head scores s, time-then-space order;
+    rule: the selection's settings (the release's by default).
     """
     t, h, w = grid
     hw = h * w
@@ -103,13 +167,8 @@ def select_tokens(frame_scores: torch.Tensor, token_scores: torch.Tensor, grid: 
         raise KitInputError(f"retention: {retention} is outside (0, 1]")
     if token_scores.shape[0] != t * hw or frame_scores.shape[0] != t:
         raise KitInputError(f"scores: expected {t} frame and {t * hw} token scores, got {frame_scores.shape[0]} and {token_scores.shape[0]}")
-    msr = 1.5 * retention if max_frame_ratio is None else max_frame_ratio
     n_total = math.floor(retention * t * h * w)
-    counts = frame_budgets(frame_scores, grid, retention, imp_ratio, msr)  # (t,)
-    order = token_scores.float().view(t, hw).sort(dim=-1, descending=True).indices  # (t, h*w) best first
-    take = torch.arange(hw, device=order.device)[None] < counts[:, None].to(order.device)  # (t, h*w)
-    keep = torch.zeros(t * hw, dtype=torch.bool, device=token_scores.device)
-    keep[(order + torch.arange(t, device=order.device)[:, None] * hw)[take]] = True  # step 3: per-frame top-n_j
+    keep = top_tokens(frame_scores, token_scores, grid, retention, rule)  # steps 1-3
     rest = n_total - int(keep.sum())
     # step 4: evenly spaced fill among the tokens not kept yet. The release fills only when imp_ratio < 1,
     # so a frame budget above h*w (possible at high retention) left it short of N; we always fill.

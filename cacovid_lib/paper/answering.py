@@ -33,6 +33,7 @@ from cacovid_lib.data.benchmarks import accuracy_by_category, parse_answer, read
 from cacovid_lib.data.schema import OPTION_LETTERS, answer_letter
 from cacovid_lib.io_utils import RATIO, KitInputError, append_jsonl, read_jsonl_records
 from cacovid_lib.method.policy import CompressionPolicy
+from cacovid_lib.method.selection import SelectionRule
 from cacovid_lib.models.generation import generate_cached, generate_pruned_inside_cached
 from cacovid_lib.models.loader import chat_template
 from cacovid_lib.models.qwen2_5_vl import Qwen25VLVideoLLM
@@ -102,11 +103,11 @@ def make_selector(vlm, items: list[dict], method: str, retention: float, policy:
     check_method(vlm, method)
     if policy is not None:
         policy = policy.to(device=vlm.device, dtype=vlm.model.dtype).eval()
-    known = [f.name for f in dataclasses.fields(registry.MethodSettings) if f.name not in ("imp_ratio", "seed")]
+    known = [f.name for f in dataclasses.fields(registry.MethodSettings) if f.name not in ("cacovid_rule", "seed")]
     unknown = sorted(set(settings) - set(known))
     if unknown:
         raise KitInputError(f"method setting {unknown[0]!r}: unknown; known: {', '.join(known)}")
-    method_settings = registry.MethodSettings(imp_ratio=imp_ratio, seed=seed, **settings)
+    method_settings = registry.MethodSettings(cacovid_rule=SelectionRule(imp_ratio=imp_ratio), seed=seed, **settings)
     batch_pixels: dict[tuple[int, ...], torch.Tensor] = {}
     ctx = registry.MethodContext(vlm, items, pixels_of=lambda idx: batch_pixels[tuple(int(i) for i in idx)], policy=policy)
     rule = registry.build(method, ctx, retention, method_settings)

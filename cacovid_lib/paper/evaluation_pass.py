@@ -32,6 +32,7 @@ from cacovid_lib.data.benchmarks import accuracy_by_category
 from cacovid_lib.data.schema import answer_letter
 from cacovid_lib.io_utils import KitInputError, append_jsonl, read_jsonl_records, write_json_atomic
 from cacovid_lib.method.policy import CompressionPolicy
+from cacovid_lib.method.selection import SelectionRule
 from cacovid_lib.models.loader import chat_template
 from cacovid_lib.paper.answering import (
     answer, benchmark_score, check_method_for, decode_readable, prompt_items, prompt_template
@@ -215,10 +216,11 @@ def pass_process(params: dict, model: str, benchmark: str, policy_dir, out_dir, 
     vlm = load_stage_model(params, model, device)
     runs, _ = stage_runs(params, model, policy_dir)
     policy = None
-    if any(m == "cacovid" for m, _ in runs):
+    if any(registry.method(m).trained for m, _ in runs):
         policy = load_policy(policy_dir, vlm.language_model).to(vlm.device).eval()
     evaluation = params.get("evaluation") or {}
-    settings = registry.MethodSettings(imp_ratio=evaluation.get("imp_ratio", DEFAULTS["imp_ratio"]),
+    rule = SelectionRule(imp_ratio=evaluation.get("imp_ratio", DEFAULTS["imp_ratio"]))  # otherwise the release's rule
+    settings = registry.MethodSettings(cacovid_rule=rule,
                                        seed=evaluation.get("seed", DEFAULTS["seed"]), **method_settings(evaluation))
     template = params["models"][model].get("prompt_template") or evaluation.get("prompt_template")
     return evaluation_pass(vlm, items, runs, out_dir, policy, settings, template=template,

@@ -186,8 +186,8 @@ class EfficiencyParams:
 
 
 def method_setting_names() -> list[str]:
-    """The registry.MethodSettings fields an `evaluation` block may set (imp_ratio and seed are run settings)."""
-    return [f.name for f in dataclasses.fields(registry.MethodSettings) if f.name not in ("imp_ratio", "seed")]
+    """The registry.MethodSettings fields an `evaluation` block may set (CaCoVID's imp_ratio and seed are run settings)."""
+    return [f.name for f in dataclasses.fields(registry.MethodSettings) if f.name not in ("cacovid_rule", "seed")]
 
 
 def check_evaluation_block(block, where: str = "evaluation") -> None:

@@ -73,13 +73,18 @@ def with_interval(name: str, accuracy: float, low: float, high: float, sd: float
 
 
 # ---- one builder per stage -------------------------------------------------------------------------------
-def policy_metrics(table: pd.DataFrame, full: dict, num_test: int, imp_ratio: float, cost: dict) -> dict:
-    """policy.json (stage evaluate_policy) from compare.cacovid.retention_table's (table, full) and selection_cost's dict."""
+def policy_metrics(table: pd.DataFrame, full: dict, num_test: int, rule: dict, cost: dict) -> dict:
+    """policy.json (stage evaluate_policy) from compare.cacovid.retention_table's (table, full), the selection rule
+    chosen on validation (its fields, dataclasses.asdict: later stages read it back with compare.cacovid.chosen_rule)
+    and selection_cost's dict."""
     out = {**with_interval("accuracy_full", full["accuracy"], full["ci_low"], full["ci_high"]), "num_test": num_test,
-           "imp_ratio": imp_ratio, **cost}
+           **rule, **cost}
     for r, row in table.iterrows():
         out.update(with_interval(f"accuracy_{at(r)}", row["cacovid"], row["cacovid_ci_low"], row["cacovid_ci_high"],
                                  row.get("cacovid_sd")))
+        if "release_rule" in row:
+            out.update(with_interval(f"release_rule_accuracy_{at(r)}", row["release_rule"], row["release_rule_ci_low"],
+                                     row["release_rule_ci_high"]))
         out.update(with_interval(f"random_accuracy_{at(r)}", row["random"], row["random_ci_low"], row["random_ci_high"]))
     return flat(out)
 
@@ -100,8 +105,10 @@ def benchmark_metrics(table: pd.DataFrame, num_test: int, ratios=HEADLINE_RATIOS
                                      row["ci_high"], row.get("sd")))
         ours = at_r[at_r["method"] == "CaCoVID"]
         if not ours.empty:
-            # the best other method on the rounded accuracies (ties: the alphabetically last name), as the metrics show them
-            best, name = max((round(float(a), DIGITS), m) for m, a in zip(at_r["method"], at_r["average"]) if m != "CaCoVID")
+            # the best other method on the rounded accuracies (ties: the alphabetically last name), as the metrics show
+            # them; CaCoVID's own other rows (the release's rule) are not baselines
+            best, name = max((round(float(a), DIGITS), m) for m, a in zip(at_r["method"], at_r["average"])
+                             if not m.startswith("CaCoVID"))
             out[f"cacovid_share_of_upper_bound_{at(r)}"] = ours["share_of_upper_bound"].iloc[0]
             out[f"cacovid_margin_{at(r)}"] = round(float(ours["average"].iloc[0]), DIGITS) - best
             out[f"best_baseline_{at(r)}"] = name
@@ -137,11 +144,12 @@ def ablation_metrics(tables: dict[str, pd.DataFrame]) -> dict:
 
 
 def upper_bound_metrics(table: pd.DataFrame, num_test: int) -> dict:
-    """policy_upper_bound.json (stage policy_upper_bound) from stages.policy_upper_bound.selection_table: `<policy>_<column>_<at_r>`
-    for the accuracy (with its interval) and the object coverage of every policy x retention ratio."""
+    """policy_upper_bound.json (stage policy_upper_bound) from stages.policy_upper_bound.selection_table:
+    `<policy>_<rule>_<column>_<at_r>` for the accuracy (with its interval) and the object coverage of every policy x
+    selection rule x retention ratio."""
     out: dict = {"num_test": num_test}
     for _, row in table.iterrows():
-        key, r = metric_name(row["policy"]), at(row["retention"])
+        key, r = metric_name(f"{row['policy']} {row['rule']}"), at(row["retention"])
         out.update(with_interval(f"{key}_accuracy_{r}", row["accuracy"], row["ci_low"], row["ci_high"]))
         out.update({f"{key}_{col}_{r}": row[col] for col in ("asked_objects_kept", "objects_covered", "kept_on_no_object")})
     return flat(out)

@@ -216,15 +216,23 @@ class EvaluatePolicyParams:
 
     retention_ratios: list[float] = field(default_factory=lambda: [0.25, 0.1, 0.05])
     """retention ratios scored on the test split"""
-    imp_ratio_candidates: list[float] = field(default_factory=lambda: [0.5, 0.75, 1.0])
-    """imp_ratio values tried on the validation split; the best is used on test and by later stages"""
+    rule_candidates: dict[str, list] = field(default_factory=lambda: {
+        "imp_ratio": [0.5, 0.75, 1.0], "cap_multiple": [1.5, 3.0, None], "frame_floor": [0.5, 0.25, 0.0],
+        "frame_sharpness": [3.0, 1.0, 10.0], "allocation": ["per_frame", "global"]})
+    """values of each selection-rule field (method/selection.py SelectionRule) tried on the validation split, by
+    coordinate search from the release's rule (compare/cacovid.py rule_search); the chosen rule is used on test and
+    by later stages, the release's is reported beside it"""
     seed: int = 0
     """seeds the random baseline and the bootstrap intervals"""
     timing_repeats: int = 10
     """repeats of the selection-cost timing (median after warm-up)"""
 
     def __post_init__(self):
-        check_ranges(self, retention_ratios=RATIO, imp_ratio_candidates=RATIO, seed=SEED, timing_repeats=COUNT)
+        check_ranges(self, retention_ratios=RATIO, seed=SEED, timing_repeats=COUNT)
+        known = ("imp_ratio", "cap_multiple", "frame_floor", "frame_sharpness", "allocation")  # SelectionRule's fields
+        unknown = sorted(set(self.rule_candidates) - set(known))
+        if unknown:
+            raise KitInputError(f"rule_candidates: unknown field(s) {', '.join(unknown)}; known: {', '.join(known)}")
 
 
 @dataclass
@@ -300,13 +308,11 @@ class AblationsParams:
     """the first blind-filtered training questions the short runs draw from"""
     retention_ratios: list[float] = field(default_factory=lambda: [0.1, 0.05])
     """retention ratios each run is scored at (validation split)"""
-    imp_ratios: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75, 1.0])
-    """inference-time ablation on the main policy"""
     variants: dict = field(default_factory=dict)
     """ablation -> variant -> overrides of the base recipe ({} = the base itself); params.yaml lists the recipe's"""
 
     def __post_init__(self):
-        check_ranges(self, steps=COUNT, train_items=COUNT, retention_ratios=RATIO, imp_ratios=RATIO)
+        check_ranges(self, steps=COUNT, train_items=COUNT, retention_ratios=RATIO)
         for ablation, variants in self.variants.items():
             if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
                 raise KitInputError(f"variants: {ablation}: expected a mapping of variant -> overrides, got {variants!r}")

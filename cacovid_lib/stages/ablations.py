@@ -2,8 +2,8 @@
 setting each, scored on the validation split (never the test split), and the tables and metrics of stage ablations.
 
     base = base_recipe(policy_train, steps)                  # policy.train with the ablations' step count
-    results, histories = run_ablations(task, base, variants, val, val_embeds, ratios, imp_ratio)
-    tables = ablation_tables(variants, results)              # one table per ablation (imp_ratio_ablation: another)
+    results, histories = run_ablations(task, base, variants, val, val_embeds, ratios, rule)
+    tables = ablation_tables(variants, results)              # one table per ablation
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from cacovid_lib.compare.cacovid import policy_keep_rule
 from cacovid_lib.compare.evaluation import correct
 from cacovid_lib.compare.intervals import bootstrap_interval
 from cacovid_lib.method.policy import CompressionPolicy
+from cacovid_lib.method.selection import SelectionRule
 from cacovid_lib.method.train_loop import PolicyTrainConfig, train_policy
 from cacovid_lib.stages.policy_training import PolicyTask, join_rollout_log
 
@@ -57,12 +58,12 @@ def train_variant(task: PolicyTask, base: PolicyTrainConfig, overrides: dict) ->
 
 
 @torch.no_grad()
-def validation_scores(vlm, policy: CompressionPolicy, split, video_embeds, ratios, imp_ratio: float, seed: int = 0) -> dict:
-    """`val_accuracy_at_<r>` of `policy` on a validation split at each retention ratio, each followed by its 95%
+def validation_scores(vlm, policy: CompressionPolicy, split, video_embeds, ratios, rule: SelectionRule, seed: int = 0) -> dict:
+    """`val_accuracy_at_<r>` of `policy` with selection `rule` on a validation split at each retention ratio, each followed by its 95%
     bootstrap interval over the split's questions (`_ci_low`, `_ci_high`; resampling seeded by `seed`)."""
     out = {}
     for r in ratios:
-        outcomes = correct(vlm, split, policy_keep_rule(vlm, policy, split.items, r, imp_ratio), video_embeds=video_embeds)
+        outcomes = correct(vlm, split, policy_keep_rule(vlm, policy, split.items, r, rule), video_embeds=video_embeds)
         low, high = bootstrap_interval(outcomes, seed=seed)
         name = f"val_accuracy_at_{r:.2f}"
         out.update({name: round(float(outcomes.mean()), 4), f"{name}_ci_low": round(low, 4), f"{name}_ci_high": round(high, 4)})
@@ -70,7 +71,7 @@ def validation_scores(vlm, policy: CompressionPolicy, split, video_embeds, ratio
 
 
 def run_ablations(task: PolicyTask, base: PolicyTrainConfig, variants: dict[str, dict[str, dict]], split, video_embeds,
-                  ratios, imp_ratio: float, seed: int = 0) -> tuple[dict[str, dict], pd.DataFrame]:
+                  ratios, rule: SelectionRule, seed: int = 0) -> tuple[dict[str, dict], pd.DataFrame]:
     """Train every distinct run of `variants` once (ablation_runs) and score it on `split` (validation) ->
     ({run name: validation scores, final_token_reward (mean token-mode reward over the last fifth of training),
     train_s}, the runs' histories (HISTORY_COLUMNS, one row per step and run))."""
@@ -78,7 +79,7 @@ def run_ablations(task: PolicyTask, base: PolicyTrainConfig, variants: dict[str,
     for name, overrides in tqdm(ablation_runs(variants).items(), desc="ablation runs", mininterval=5):
         start = time.time()
         policy, history = train_variant(task, base, overrides)
-        scores = validation_scores(task.vlm, policy, split, video_embeds, ratios, imp_ratio, seed)
+        scores = validation_scores(task.vlm, policy, split, video_embeds, ratios, rule, seed)
         tail = history["reward_token"].tail(max(1, len(history) // 5)).mean()
         results[name] = {**scores, "final_token_reward": round(float(tail), 4), "train_s": round(time.time() - start, 1)}
         histories.append(history.assign(run=name).reindex(columns=HISTORY_COLUMNS))
@@ -92,19 +93,12 @@ def ablation_tables(variants: dict[str, dict[str, dict]], results: dict[str, dic
             for ablation, variants_of in variants.items()}
 
 
-def imp_ratio_ablation(vlm, policy: CompressionPolicy, split, video_embeds, ratios, imp_ratios, seed: int = 0) -> pd.DataFrame:
-    """The inference-time ablation: the main policy with each share of the budget given to its per-frame top-k (the
-    rest an even fill), scored on `split` (validation)."""
-    return pd.DataFrame({imp: validation_scores(vlm, policy, split, video_embeds, ratios, imp, seed)
-                         for imp in imp_ratios}).T.rename_axis("imp_ratio")
-
-
 def ablations_markdown(tables: dict[str, pd.DataFrame], base: PolicyTrainConfig, num_train: int) -> str:
     """reports/tables/ablations.md: a header saying what the runs are, then one table per ablation."""
     text = [f"Validation accuracy of short policy runs ({base.steps} steps, G = {base.num_generations} unless varied, "
             f"{num_train} training questions), with 95% bootstrap intervals over the validation questions; "
-            "`final_token_reward` = mean token-mode reward over the last fifth of training. imp_ratio: the main policy "
-            "at inference."]
+            "`final_token_reward` = mean token-mode reward over the last fifth of training. Every run is scored with the "
+            "selection rule chosen on validation by stage evaluate_policy (reports/tables/selection_rules.csv)."]
     for ablation, table in tables.items():
         text += ["", f"### {ablation}", "", table.to_markdown()]
     return "\n".join(text) + "\n"

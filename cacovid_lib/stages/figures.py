@@ -48,3 +48,34 @@ def audit_heatmaps_figure(frames, maps: dict, rows: list[str], grid: tuple[int, 
     fig.suptitle(title, fontsize=8)
     plt.tight_layout()
     return fig
+
+
+def accuracy_flops_figure(table: pd.DataFrame, highlight: str | None = "CaCoVID", upper: str = "All tokens",
+                          figsize=(12, 4.2)):
+    """Accuracy against prefill compute, from compare.benchmark.accuracy_flops_table: two panels, x = share of the
+    all-token prefill FLOPs at the embedded LLM's shape (left) and at LLaVA-OneVision-7B's (right); y = the embedded
+    test accuracy in both (the same selections, costed at two shapes). One line per method over its retention ratios,
+    `highlight` drawn thicker, the all-token accuracy (`upper`'s row) as a dotted line. Returns the matplotlib
+    Figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=figsize, sharey=True)
+    panels = [("embedded_share", "embedded LLM (6 layers)"),
+              ("llava_ov_7b_share", "LLaVA-OneVision-7B shape (28 layers)")]
+    methods = [m for m in dict.fromkeys(table["method"]) if m != upper]
+    colours = plt.get_cmap("tab20").colors  # 20 distinct colours: the default cycle repeats after 10 methods
+    for ax, (column, title) in zip(axes, panels):
+        for i, name in enumerate(methods):
+            rows = table[table["method"] == name].sort_values(column)
+            ax.plot(rows[column], rows["average"], marker="o", lw=2.8 if name == highlight else 1.2,
+                    color="black" if name == highlight else colours[i % len(colours)],
+                    zorder=3 if name == highlight else 2, label=name)
+        full = table.loc[table["method"] == upper, "average"]
+        if len(full):
+            ax.axhline(float(full.iloc[0]), color="grey", ls=":", label="all tokens")
+        ax.set_xlabel("prefill FLOPs, share of the all-token prefill")
+        ax.set_title(title)
+    axes[0].set_ylabel("test accuracy (embedded)")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
+    plt.tight_layout()
+    return fig

@@ -23,21 +23,33 @@ SECTIONS = [
      "non-object token (how far the objects stand out of the cone); and, prefixed pixels_, the same measures of the "
      "cells' pixels (the split's mean cell removed). Diversity rules (DivPrune, the density-peak picks) rank tokens by "
      "this geometry."),
+    ("The selection rule, chosen on validation", "tables/selection_rules.csv", None,
+     "How the policy's scores become a keep mask (method/selection.py SelectionRule): each rule tried on the validation "
+     "split, the release's first, then one field changed at a time from the best so far (compare/cacovid.py "
+     "rule_search); accuracy at each retention ratio, mean over the policies."),
     ("CaCoVID against random selection", "tables/policy.md", "figures/policy_retention.png",
-     "The trained policy at every retention ratio (imp_ratio chosen on validation)."),
+     "The trained policy at every retention ratio, with the rule chosen on validation and with the release's rule."),
     ("The policy network's supervised upper bound", "tables/policy_upper_bound.md", "figures/policy_upper_bound.png",
      "The same network as the policy, trained by supervision on the ground truth (the asked objects' tokens, or every "
      "object's tokens) and selected by the same rule, beside the RL-trained policies (test split): can the network "
      "find what the question asks about, and does RL find it?"),
+    ("Where the selection rule loses the asked object", "tables/selection_loss.csv", "figures/selection_loss.png",
+     "Per question with an asked object on screen (test split): kept by the policy's top tokens, kept only by the even "
+     "fill, or lost at the frame allocation, the per-frame cap or the token ranking (compare/selection_loss.py), for "
+     "the RL policies and the supervised bound, with the release's rule and the chosen one."),
     ("Main table: every method at every retention ratio", "tables/main.md", "figures/benchmark_retention.png",
      "Every registered method on the same test questions, at the same token budgets."),
     ("Which objects the kept tokens show", "tables/coverage.csv", None,
      "Per method and retention ratio (test split, ground truth): the share of questions with a kept token on every "
      "asked object that is on screen, the objects with a kept token (of 6), and the share of kept tokens on "
      "background or clutter. Merging methods are scored at the positions they keep."),
+    ("Accuracy against prefill compute", "tables/equal_flops.csv", "figures/accuracy_flops.png",
+     "Every method's test accuracy against the analytic prefill FLOPs of what it runs (tables/accuracy_flops.csv; "
+     "compare/efficiency.py), at the embedded model's shape and at LLaVA-OneVision-7B's; the table: CaCoVID's "
+     "accuracy interpolated at FastV's FLOPs at each of FastV's ratios (empty outside CaCoVID's measured range)."),
     ("Efficiency", "tables/efficiency.md", None,
-     "Selection time, LLM prefill time and peak memory for one video on this machine, then the analytic "
-     "prefill FLOPs for LLaVA-OneVision-7B at 32 frames."),
+     "Selection time, LLM prefill time, prefill FLOPs and peak memory for one video on this machine, then the "
+     "analytic prefill FLOPs for LLaVA-OneVision-7B at 32 frames."),
     ("Contribution vs attention", "tables/audit.md", "figures/audit_heatmaps.png",
      "How well each score ranks the tokens by their measured contribution to the correct answer."),
     ("Ablations", "tables/ablations.md", "figures/ablations.png",
@@ -85,7 +97,10 @@ def headline(reports: Path) -> list[str]:
     lines.append(f"- CaCoVID's selection for one video takes {eff['cacovid_selection_ms']:.2f} ms = {share:.0%} of the all-token "
                  f"prefill ({eff['full_prefill_ms']:.2f} ms), {faster} DivPrune's {eff['divprune_selection_ms']:.2f} ms.")
     if "imp_ratio" in policy:
-        lines.append(f"- The policy's imp_ratio, chosen on validation: {policy['imp_ratio']}.")
+        rule = ", ".join(f"{k} {policy[k]}" for k in ("imp_ratio", "cap_multiple", "frame_floor", "frame_sharpness",
+                                                        "allocation") if k in policy)
+        lines.append(f"- The selection rule, chosen on validation: {rule} (the release's: imp_ratio 0.5, cap_multiple "
+                     "1.5, frame_floor 0.5, frame_sharpness 3.0, per_frame).")
     return lines
 
 
