@@ -36,14 +36,12 @@ figures_dir = "scratch/reports/figures"             # written
 # %%
 from dataclasses import replace
 
-import pandas as pd
 import torch
 
-from cacovid_lib.compare.benchmark import (accuracy_flops_table, efficiency_markdown, efficiency_table, equal_flops_comparison,
-                                          main_markdown, main_table, retention_curve, split_context, sweep)
+from cacovid_lib.compare.benchmark import (accuracy_against_compute, efficiency_report, main_markdown, main_table,
+                                          retention_curve, split_context, sweep)
 from cacovid_lib.compare.cacovid import chosen_rule, load_policies
 from cacovid_lib.compare.coverage import coverage_table
-from cacovid_lib.compare.efficiency import QWEN2_7B, flops_table, llm_shape_of, prompt_text_tokens
 from cacovid_lib.compare.registry import MethodSettings
 from cacovid_lib.embedded.split import load_split
 from cacovid_lib.io_utils import read_json, save_csv, save_figure, write_text_atomic
@@ -73,14 +71,12 @@ runs = sweep(split_context(vlm, test), test, test_embeds, p.retention_ratios, se
 main = main_table(test, runs, seed=p.seed)
 save_csv(main.round(4), f"{tables_dir}/main.csv")
 write_text_atomic(f"{tables_dir}/main.md", main_markdown(main))
-main.round(3)
 
 # %%
 curve = retention_curve(main)
 save_csv(curve.reset_index(), f"{plots_dir}/benchmark.csv")
-upper = float(main.loc[main["method"] == "All tokens", "average"].iloc[0])
-save_figure(retention_figure(curve, upper, "accuracy vs retention, test split", highlight="CaCoVID"),
-            f"{figures_dir}/benchmark_retention.png")
+save_figure(retention_figure(curve, float(main.loc[main["method"] == "All tokens", "average"].iloc[0]),
+                             "accuracy vs retention, test split", highlight="CaCoVID"), f"{figures_dir}/benchmark_retention.png")
 write_metrics(f"{metrics_dir}/benchmark.json", benchmark_metrics(main, len(test)))
 
 # %% [markdown]
@@ -89,8 +85,7 @@ write_metrics(f"{metrics_dir}/benchmark.json", benchmark_metrics(main, len(test)
 # objects with a kept token, and the share of kept tokens on background or clutter.
 
 # %%
-save_csv(coverage := coverage_table(test, runs).round(4), f"{tables_dir}/coverage.csv")
-coverage
+save_csv(coverage_table(test, runs).round(4), f"{tables_dir}/coverage.csv")
 
 # %% [markdown]
 # ## Efficiency for one video at `efficiency_ratio`: selection time, LLM prefill, peak memory
@@ -99,19 +94,19 @@ coverage
 # ones). Our FastV and temporal merge re-run the whole LLM (eager attention) for their attention scores, and
 # VisionZip re-runs the vision encoder; fused implementations get these from the forward they are part of.
 
+# Then the analytic prefill FLOPs of LLaVA-OneVision-7B (Qwen2-7B) at `flops_frames` frames: FastV's FLOPs count
+# adapted to grouped-query attention and SwiGLU (cacovid_lib/compare/efficiency.py); "with policy" adds CaCoVID's one
+# policy layer over the full prompt.
+
 # %%
-efficiency = efficiency_table(split_context(vlm, test), test_embeds[test.video_of_item[:1]], p.efficiency_ratio, settings,
-                              next(iter(policies.values())), p.timing_repeats)
+efficiency, flops, markdown = efficiency_report(split_context(vlm, test), test_embeds[test.video_of_item[:1]],
+                                                p.efficiency_ratio, settings, next(iter(policies.values())), p.timing_repeats,
+                                                p.flops_frames, p.flops_tokens_per_frame, p.flops_text_tokens, p.retention_ratios)
+save_csv(efficiency, f"{tables_dir}/efficiency.csv")
+save_csv(flops, f"{tables_dir}/flops_llava_ov_7b.csv")
+write_text_atomic(f"{tables_dir}/efficiency.md", markdown)
+write_metrics(f"{metrics_dir}/efficiency.json", efficiency_metrics(efficiency, flops, p.efficiency_ratio))
 efficiency
-
-# %% [markdown]
-# ## Analytic prefill FLOPs: LLaVA-OneVision-7B (Qwen2-7B) at `flops_frames` frames
-# FastV's FLOPs count adapted to grouped-query attention and SwiGLU (cacovid_lib/compare/efficiency.py). "with
-# policy" adds CaCoVID's one policy layer over the full prompt.
-
-# %%
-flops = flops_table(QWEN2_7B, p.flops_frames * p.flops_tokens_per_frame, p.flops_text_tokens, p.retention_ratios).round(3)
-flops
 
 # %% [markdown]
 # ## Accuracy against prefill compute
@@ -122,19 +117,9 @@ flops
 # Then CaCoVID's accuracy interpolated at each of FastV's FLOPs (NaN outside CaCoVID's measured range).
 
 # %%
-accuracy_flops = accuracy_flops_table(main, llm_shape_of(vlm), vlm.num_video_tokens, prompt_text_tokens(vlm, test.items),
-                                      QWEN2_7B, p.flops_frames * p.flops_tokens_per_frame, p.flops_text_tokens,
-                                      fastv_layer=settings.fastv_layer, fastv_layer_7b=1)
+accuracy_flops, equal_flops = accuracy_against_compute(main, vlm, test.items, settings.fastv_layer,
+                                                      p.flops_frames * p.flops_tokens_per_frame, p.flops_text_tokens)
 save_csv(accuracy_flops.round(4), f"{tables_dir}/accuracy_flops.csv")
-save_figure(accuracy_flops_figure(accuracy_flops), f"{figures_dir}/accuracy_flops.png")
-equal_flops = pd.concat([equal_flops_comparison(accuracy_flops, column=c).rename(columns={c: "flops_share"}).assign(shape=c)
-                         for c in ("embedded_share", "llava_ov_7b_share")], ignore_index=True)
 save_csv(equal_flops.round(4), f"{tables_dir}/equal_flops.csv")
+save_figure(accuracy_flops_figure(accuracy_flops), f"{figures_dir}/accuracy_flops.png")
 equal_flops.round(3)
-
-# %%
-save_csv(efficiency, f"{tables_dir}/efficiency.csv")
-save_csv(flops, f"{tables_dir}/flops_llava_ov_7b.csv")
-write_text_atomic(f"{tables_dir}/efficiency.md", efficiency_markdown(efficiency, flops, p.efficiency_ratio, vlm.device,
-                  p.timing_repeats, p.flops_frames, p.flops_tokens_per_frame, p.flops_text_tokens))
-write_metrics(f"{metrics_dir}/efficiency.json", efficiency_metrics(efficiency, flops, p.efficiency_ratio))

@@ -221,7 +221,7 @@ def test_qwen_cacovid_generate_and_unsupported_methods(qwen, videomme, tmp_path)
     assert [r["kept_tokens"] for r in lines(tmp_path / "qa.jsonl")] == [qwen.num_video_tokens] * 3
     with pytest.raises(KitInputError) as err:
         evaluate_benchmark(qwen, items, "fastv", 0.25, NUM_FRAMES, tmp_path / "f.jsonl")
-    assert str(err.value) == ("method 'fastv': not supported for Qwen2.5-VL; supported: all, cacovid, random, uniform, "
+    assert str(err.value) == ("method 'fastv': not supported for Qwen2.5-VL; supported: all, cacovid, cacovid_release_rule, random, uniform, "
                               "divprune, fastvid, flashvid, holitom, vidcom2, prunevid, framefusion")
     with pytest.raises(KitInputError, match="method 'nope': not supported for Qwen2.5-VL; supported: all, cacovid, .*framefusion$"):
         answering.make_selector(qwen, [], "nope", 0.25)

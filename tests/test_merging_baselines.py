@@ -80,7 +80,7 @@ def test_flashvid_trees_stop_at_the_budget_and_adts_picks_diverse_salient_tokens
     assert len(torch.unique(heads[heads >= 0])) == 15 and (heads >= 0).sum() == 16  # one link only
     frame = torch.cat([torch.ones(3, 4), -torch.ones(1, 4)])  # three copies and one opposite token
     keep = adts_select(frame, torch.tensor([1.0, 0.5, 0.2, 0.1]), torch.ones(4), k=2)
-    assert torch.nonzero(keep).flatten().tolist() == [0, 3]  # the most salient, then the most different
+    assert torch.nonzero(keep).flatten().tolist() == [0, 3]  # the most isolated (calibrated), then the most salient left
 
 
 # ---- HoliTom ---------------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def test_every_rule_keeps_exactly_the_budget_inside_the_video(tiny_vlm, test_spl
 
 def test_the_flashvid_variant_with_both_weights_on_is_flashvid_and_the_ablations_differ(embeds, tiny_vlm):
     grid = tiny_vlm.grid
-    differs = {"released_v2": 0, "no_saliency": 0}  # uniform relevance: see the planted test below
+    differs = {"released_v2": 0, "no_saliency": 0, "weight_first": 0}  # uniform relevance: the planted test below
     for video in embeds:
         tokens = video[:-1]
         saliency = baselines.frame_distinctiveness(tokens, grid)
@@ -50,6 +50,7 @@ def test_the_flashvid_variant_with_both_weights_on_is_flashvid_and_the_ablations
         original = flashvid_heads(tokens, grid, saliency, k)
         assert torch.equal(flashvid_variant_heads(tokens, grid, saliency, k), original)
         differs["released_v2"] += not torch.equal(flashvid_variant_heads(tokens, grid, saliency, k, "released_v2"), original)
+        differs["weight_first"] += not torch.equal(flashvid_variant_heads(tokens, grid, saliency, k, first_pick="weight"), original)
         differs["no_saliency"] += not torch.equal(flashvid_variant_heads(tokens, grid, saliency, k, use_saliency=False), original)
     assert all(v > 0 for v in differs.values()), differs
 
@@ -62,6 +63,18 @@ def test_adts_skips_a_token_opposite_to_the_mean_and_uniform_relevance_keeps_it(
     kit = flashvid_variant_heads(tokens, (1, 4, 2), ones, 2, selected_share=1.0)
     uniform = flashvid_variant_heads(tokens, (1, 4, 2), ones, 2, "uniform", selected_share=1.0)
     assert kit[5] < 0 and uniform[5] == 5
+
+
+def test_adts_starts_at_the_most_isolated_token_and_the_earlier_reading_at_the_heaviest():
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.ones(8, 16) + 0.1 * torch.randn(8, 16, generator=g)  # one frame of 4 x 2 tokens
+    tokens[5] = -tokens[5]  # far from every other token
+    saliency = torch.ones(8)
+    saliency[2] = 2.0  # the heaviest token, not isolated
+    earlier = flashvid_variant_heads(tokens, (1, 4, 2), saliency, 1, "uniform", selected_share=1.0, first_pick="weight")
+    isolated = flashvid_variant_heads(tokens, (1, 4, 2), saliency, 1, "uniform", selected_share=1.0)
+    assert earlier.tolist().index(2) == 2 and (earlier >= 0).sum() == 1
+    assert isolated[5] == 5 and (isolated >= 0).sum() == 1
 
 
 def test_flashvid_relevance_readings_rank_an_anti_mean_token_last_or_not_at_all():
@@ -112,7 +125,7 @@ def test_visionzip_ablations_change_the_dominant_tokens(tiny_vlm, test_split, em
 
 def test_the_table_and_the_probe_on_the_tiny_model(tiny_vlm, test_split, embeds):
     table = peer_ablation_table(tiny_vlm, test_split, embeds, [0.1], SETTINGS, resamples=50)
-    assert len(table) == 14 and set(table["method"]) == {"FlashVID", "VisionZip", "VidCom²", "Random"}
+    assert len(table) == 15 and set(table["method"]) == {"FlashVID", "VisionZip", "VidCom²", "Random"}
     assert ((table["ci_low"] <= table["accuracy"]) & (table["accuracy"] <= table["ci_high"])).all()
     assert table["asked_objects_kept"].between(0, 1).all()
     probe = peer_geometry_probe(tiny_vlm, test_split, embeds, SETTINGS)

@@ -228,6 +228,10 @@ def test_audit(smoke):
     assert all(oracle >= audit[f"{name}_top12_on_target_object"] for name in ("contribution", "policy", "llm_attention",
                                                                              "vision_attention"))
     drawn_png(smoke.file("reports/figures/audit_heatmaps.png"))  # decodes, not blank
+    peers = pd.read_csv(smoke.file("reports/tables/peer_ablations.csv"))  # the peers' steps ablated, on validation
+    assert set(peers["method"]) == {"FlashVID", "VisionZip", "VidCom²", "Random"} and set(peers["retention"]) == {0.1}
+    assert (peers["variant"] == "original").sum() == 4 and (peers["ci_low"] <= peers["accuracy"]).all()
+    assert len(pd.read_csv(smoke.file("reports/tables/peer_geometry.csv"))) > 0
 
 
 @pytest.mark.slow

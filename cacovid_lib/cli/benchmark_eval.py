@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--method", help="a key of the method registry: " + ", ".join(
         m.key + (" (LLaVA-OneVision only)" if m.llava_only else "") for m in registry.METHODS))
     p.add_argument("--retention", type=_ratio, default=None, help="retention ratio in (0, 1]; method all: 1")
-    p.add_argument("--policy", help="policy folder (policy.save_policy / release_import), for method cacovid")
+    p.add_argument("--policy", help="policy folder (policy.save_policy / release_import), for methods cacovid and cacovid_release_rule")
     p.add_argument("--num-frames", type=count)
     p.add_argument("--dtype", choices=tuple(DTYPES))
     p.add_argument("--device", help="cuda, cuda:1, cpu (default: cuda when available)")
@@ -161,7 +161,7 @@ def resolve(args: argparse.Namespace) -> dict:
             raise KitInputError(f"--{key.replace('_', '-')}: required (or a benchmarks.{args.benchmark} entry in --params)")
     paths = [(model_path_from, settings["model_path"]), (where("annotations"), settings["annotations"]),
              (where("video_root"), settings["video_root"])]
-    if args.method == "cacovid" and settings["policy"]:
+    if registry.method(args.method).trained and settings["policy"]:
         paths.append((where("policy"), settings["policy"]))
     for source, value in paths:
         if str(value).startswith(PLACEHOLDER):
@@ -186,9 +186,9 @@ def preflight(settings: dict) -> list[dict]:
     if settings["frame_size"] and kind != "qwen2_5_vl":
         raise KitInputError("frame_size: applies to qwen2_5_vl only; LLaVA-OneVision frames are resized to its vision "
                             "tower's image_size")
-    if settings["method"] == "cacovid":
+    if registry.method(settings["method"]).trained:
         if not settings["policy"]:
-            raise KitInputError("--policy: required for method cacovid")
+            raise KitInputError(f"--policy: required for method {settings['method']}")
         policy = Path(settings["policy"])
         if not (policy / "policy_config.json").is_file() or not (policy / "policy.safetensors").is_file():
             raise KitInputError(f"{policy}: not a policy checkpoint (needs policy.safetensors and policy_config.json)")
@@ -220,7 +220,7 @@ def run(settings: dict) -> dict:
     vlm = load_video_llm(settings["model_path"], settings["num_frames"], device=device, dtype=settings["dtype"],
                          attn_implementation=settings["attn_implementation"], frame_size=frame_size)
     policy = None
-    if settings["method"] == "cacovid":
+    if registry.method(settings["method"]).trained:
         policy = load_policy(settings["policy"], vlm.language_model).to(vlm.device).eval()
     common = dict(policy=policy, imp_ratio=settings["imp_ratio"], template=settings["prompt_template"], seed=settings["seed"],
                   **settings["method_kw"])

@@ -18,8 +18,9 @@ import pandas as pd
 import torch
 
 from cacovid_lib.compare import registry
-from cacovid_lib.compare.efficiency import (QWEN2_7B, LLMShape, allocated_peak_mb, llm_shape_of, median_ms,
-                                           method_prefill_flops, prefill, prefill_flops, selection_prefill_flops)
+from cacovid_lib.compare.efficiency import (QWEN2_7B, LLMShape, allocated_peak_mb, flops_table, llm_shape_of, median_ms,
+                                           method_prefill_flops, prefill, prefill_flops, prompt_text_tokens,
+                                           selection_prefill_flops)
 from cacovid_lib.compare.evaluation import predict
 from cacovid_lib.compare.intervals import bootstrap_interval
 from cacovid_lib.compare.keep import keep_all
@@ -262,3 +263,28 @@ def metric_key(name: str) -> str:
         return registry.method(name).key
     except KitInputError:
         return name
+
+
+def accuracy_against_compute(main: pd.DataFrame, vlm, items: list[dict], fastv_layer: int, video_tokens_7b: int,
+                             text_tokens_7b: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The benchmark's accuracy against prefill compute, at the embedded model's shape (`vlm`'s LLM, its prompts for
+    `items`) and at LLaVA-OneVision-7B's (QWEN2_7B, FastV after layer 1 of 28, the paper's K = 2) -> (accuracy_flops_table,
+    CaCoVID against FastV at equal FLOPs at both shapes: equal_flops_comparison's rows with `flops_share` and `shape`)."""
+    table = accuracy_flops_table(main, llm_shape_of(vlm), vlm.num_video_tokens, prompt_text_tokens(vlm, items), QWEN2_7B,
+                                 video_tokens_7b, text_tokens_7b, fastv_layer=fastv_layer, fastv_layer_7b=1)
+    equal = pd.concat([equal_flops_comparison(table, column=c).rename(columns={c: "flops_share"}).assign(shape=c)
+                       for c in ("embedded_share", "llava_ov_7b_share")], ignore_index=True)
+    return table, equal
+
+
+def efficiency_report(ctx: MethodContext, video_embeds: torch.Tensor, retention: float, settings: MethodSettings, policy,
+                      repeats: int, frames_7b: int, tokens_per_frame_7b: int, text_tokens_7b: int,
+                      ratios: list[float]) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """The efficiency section of the benchmark: efficiency_table for one item at `retention`, the analytic prefill-FLOPs
+    table of LLaVA-OneVision-7B (flops_table, `frames_7b` x `tokens_per_frame_7b` video tokens + `text_tokens_7b`) at
+    each of `ratios`, and the markdown of both -> (efficiency, flops, markdown)."""
+    efficiency = efficiency_table(ctx, video_embeds, retention, settings, policy, repeats)
+    flops = flops_table(QWEN2_7B, frames_7b * tokens_per_frame_7b, text_tokens_7b, ratios).round(3)
+    markdown = efficiency_markdown(efficiency, flops, retention, ctx.vlm.device, repeats, frames_7b, tokens_per_frame_7b,
+                                   text_tokens_7b)
+    return efficiency, flops, markdown

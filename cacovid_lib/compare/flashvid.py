@@ -4,8 +4,9 @@ Fan et al., "FlashVID: Efficient Video Large Language Models via Training-free T
 Merging", ICLR 2026 (arXiv 2602.08024). Written from the paper's description (§3), two stages:
 
 1. Attention and Diversity-based Token Selection (ADTS, §3.2): in each frame, a max-min diversity selection whose
-   distances are calibrated by each token's attention and event relevance: the first token is the most important
-   one, then repeatedly the token j maximising w_j · min over chosen i of (1 - cos(x_i, x_j)), where w_j =
+   distances are calibrated by each token's attention and event relevance: greedy max-min, started as the max-min
+   greedy is (DivPrune's too) at the token farthest from its nearest neighbour, calibrated: argmax_j w_j · min over
+   i ≠ j of (1 - cos(x_i, x_j)); then repeatedly the token j maximising w_j · min over chosen i of (1 - cos(x_i, x_j)), where w_j =
    saliency_j · relevance_j (each divided by its largest value in the frame). Relevance = cosine similarity to the video's
    mean token, mapped to [0, 1] (tokens of the video's main event). These tokens are kept as they are.
 2. Tree-based Spatiotemporal Token Merging (TSTM, §3.3): every other token links to its most similar token in the
@@ -27,6 +28,7 @@ from __future__ import annotations
 import torch
 
 from cacovid_lib.compare.baselines import cosine_matrix, merging_rule, split_budget
+from cacovid_lib.io_utils import KitInputError
 
 
 def _scaled(x: torch.Tensor) -> torch.Tensor:
@@ -35,15 +37,25 @@ def _scaled(x: torch.Tensor) -> torch.Tensor:
     return x / x.max() if x.max() > 0 else torch.ones_like(x)
 
 
-def adts_select(frame_tokens: torch.Tensor, saliency: torch.Tensor, relevance: torch.Tensor, k: int) -> torch.Tensor:
-    """ADTS in one frame: the calibrated max-min diversity selection. (M, D), (M,), (M,) -> (M,) bool with k True."""
+def adts_select(frame_tokens: torch.Tensor, saliency: torch.Tensor, relevance: torch.Tensor, k: int,
+                first_pick: str = "isolated") -> torch.Tensor:
+    """ADTS in one frame: the calibrated max-min diversity selection. (M, D), (M,), (M,) -> (M,) bool with k True.
+    first_pick: "isolated", the token whose calibrated distance to its nearest other token is largest (the max-min
+    greedy's start; the authors' release starts there too); "weight", the token of largest weight (an earlier reading
+    of the kit, kept for the diagnosis in compare/peer_diagnosis.py: with 1-3 tokens per frame it chose background)."""
     m = frame_tokens.shape[0]
     keep = torch.zeros(m, dtype=torch.bool, device="cpu")  # the greedy loop's bookkeeping, on the CPU
     if k == 0:
         return keep
     weight = _scaled(saliency.float().cpu()) * _scaled(relevance.float().cpu())  # (M,) either may come on the GPU
     dist = (1 - cosine_matrix(frame_tokens)).clamp(min=0).cpu()  # (M, M)
-    first = int(weight.argmax())
+    if first_pick == "isolated":
+        isolation = (dist + torch.eye(m, device=dist.device) * 1e9).amin(0) if m > 1 else torch.ones(m, device=dist.device)  # (M,)
+        first = int((weight * isolation).argmax())
+    elif first_pick == "weight":
+        first = int(weight.argmax())
+    else:
+        raise KitInputError(f"first_pick: {first_pick!r} is unknown; valid: isolated, weight")
     keep[first] = True
     nearest = dist[first].clone()  # (M,) distance to the chosen set
     for _ in range(k - 1):

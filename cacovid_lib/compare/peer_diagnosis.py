@@ -1,28 +1,30 @@
 """Why FlashVID, VidCom² and VisionZip fall below Random on the embedded world: each suspected step ablated as a keep rule.
 
-Diagnosis (validation split, 300 questions; numbers from `peer_ablation_table` and `peer_geometry_probe`; the
-report that accompanies this module gives them in full):
+Diagnosis (validation split, 300 questions, 10% / 5% retention; `peer_ablation_table`, `peer_geometry_probe`):
 
-- The common cause is the world's geometry read by scores that were designed for real video: the asked object's
-  tokens sit at negative cosine to the video's mean token (the mean is ~90% background), so every score that
-  rewards "like the video's mean" ranks them last, and the scores that reward "unlike the mean" (VidCom²'s
-  uniqueness) rank them first but pick the same one or two outlying objects in every frame.
-- FlashVID: ADTS weights each token by saliency x relevance, relevance = cosine to the video's mean token mapped to
-  [0, 1]; object tokens get the lowest relevance in their frame. The released code's default ("attn_div_v2")
-  uses a raw dot product with the segment's mean token, which ranks them as low; its "attn_div" variant has no
-  relevance term (`relevance="uniform"` here). SigLIP's attention received (the [CLS] stand-in) is the second
-  weight.
-- VisionZip: dominant tokens by attention received in the last SigLIP layer, as its paper prescribes for encoders
-  without [CLS]; in this SigLIP, trained from scratch for 600 steps on dense captions, attention collects on
-  background tokens (a property of the small model, not of the reading).
-- VidCom²: token uniqueness (minus cosine to the frame's and the video's mean) and frame budgets by frame
-  uniqueness follow the paper; the released code scores on the half of the channels with the lowest variance with
-  a multi-scale Gaussian kernel (`token_score="released"` here).
+- FlashVID: the kit's ADTS started each frame's max-min selection at the token of largest weight; the max-min
+  greedy starts at the token whose calibrated distance to its nearest other token is largest (so does the authors'
+  release, token_selection.py attn_div / attn_div_v2). With 1-3 ADTS tokens per frame the first pick is most of the
+  selection, and the largest weight (saliency x relevance, relevance = cosine to the video's mean token, which ranks
+  object tokens at the 35th percentile of their frame) is a background token. Measured while the kit started at the
+  largest weight: starting at the most isolated token (this world's objects are the isolated ones) lifted FlashVID
+  from 0.420 to 0.537 (10%) and from 0.297 to 0.523 (5%), above Random; relevance or saliency set to one lifted it
+  far less. Cause: the kit's reading, mended (flashvid.adts_select first_pick="isolated"); the earlier reading stays
+  here as the variant "first ADTS pick of largest weight".
+- VisionZip: dominant tokens by SigLIP's last-layer attention received (as prescribed for encoders without [CLS]).
+  Random dominant tokens with the same contextual merge score as Random (0.507 vs 0.517 at 10%), the LLM's
+  attention 0.627; the least-attended tokens do no better than the most-attended (0.357): this SigLIP, two layers
+  trained from scratch, gives object tokens no more attention than background (object percentile 0.48), and its
+  top tokens are background (95% of the kept tokens, 0.60 objects covered). Cause: the small model's encoder.
+- VidCom²: frame budgets are not the cause (uniform budgets: same 0.443); token uniqueness is (random tokens in the
+  same budgets: 0.580). Uniqueness does rank objects first (object percentile 0.61; 17% of its kept tokens are on
+  objects against Random's 10%), but concentrates them on fewer objects (1.43 covered against Random's 2.24):
+  every object stays in view in all 8 frames, so each frame's most outlying tokens are the same objects'. The released scores (low-variance channels, Gaussian kernel) do no better (0.427). Cause: the
+  world's geometry (persistent objects), not the reading.
 
 Each ablation is a keep rule with the registry's signature, `rule(idx, video_embeds (B, N+1, D)) -> Selection`,
 keeping exactly floor(ρ·N) tokens per item, built from the methods' own functions (flashvid.adts_select,
-flashvid.tstm_heads, baselines.visionzip_select, vidcom2.frame_budgets / token_uniqueness); no method module is
-changed.
+flashvid.tstm_heads, baselines.visionzip_select, vidcom2.frame_budgets / token_uniqueness).
 """
 from __future__ import annotations
 
@@ -36,8 +38,7 @@ import torch.nn.functional as F
 
 from cacovid_lib.compare import registry
 from cacovid_lib.compare.baselines import (cosine_matrix, frame_distinctiveness, last_token_attention, merging_rule,
-                                           remembered, split_budget, token_budget, vision_attention_received,
-                                           visionzip_select)
+                                           split_budget, token_budget, vision_attention_received, visionzip_select)
 from cacovid_lib.compare.benchmark import split_context
 from cacovid_lib.compare.coverage import object_coverage
 from cacovid_lib.compare.evaluation import predict
@@ -80,9 +81,11 @@ def flashvid_relevance(video_tokens: torch.Tensor, grid, mode: str = "video_mean
 
 
 def flashvid_variant_heads(video_tokens: torch.Tensor, grid, saliency: torch.Tensor, k: int, relevance: str = "video_mean",
-                           use_saliency: bool = True, selected_share: float = 0.7, threshold: float = 0.8) -> torch.Tensor:
-    """flashvid.flashvid_heads with ADTS's two weights switchable: (N, D), saliency (N,) -> head_of (N,), k heads.
-    With relevance="video_mean" and use_saliency=True it is flashvid_heads itself (the test checks it)."""
+                           use_saliency: bool = True, selected_share: float = 0.7, threshold: float = 0.8,
+                           first_pick: str = "isolated") -> torch.Tensor:
+    """flashvid.flashvid_heads with ADTS's two weights switchable and its first pick (`first_pick`, adts_select):
+    (N, D), saliency (N,) -> head_of (N,), k heads. With relevance="video_mean", use_saliency=True and
+    first_pick="isolated" it is flashvid_heads itself (the test checks it)."""
     t, h, w = grid
     hw = h * w
     saliency = saliency.float().cpu() if use_saliency else torch.ones(t * hw)  # (N,)
@@ -90,7 +93,7 @@ def flashvid_variant_heads(video_tokens: torch.Tensor, grid, saliency: torch.Ten
     per_frame = split_budget(k_selected, torch.ones(t), torch.full((t,), hw))  # (t,) counts, as flashvid_heads
     rel = flashvid_relevance(video_tokens, grid, relevance)  # (N,)
     frames = video_tokens.view(t, hw, -1)
-    selected = torch.cat([adts_select(frames[f], saliency[f * hw:(f + 1) * hw], rel[f * hw:(f + 1) * hw], c)
+    selected = torch.cat([adts_select(frames[f], saliency[f * hw:(f + 1) * hw], rel[f * hw:(f + 1) * hw], c, first_pick)
                           for f, c in enumerate(per_frame.tolist())])  # (N,) bool
     head_of = tstm_heads(video_tokens, grid, ~selected, saliency, k - k_selected, threshold)
     head_of[selected] = torch.nonzero(selected).flatten()
@@ -98,11 +101,12 @@ def flashvid_variant_heads(video_tokens: torch.Tensor, grid, saliency: torch.Ten
 
 
 def flashvid_variant_rule(grid, retention: float, saliency=None, relevance: str = "video_mean", use_saliency: bool = True,
-                          selected_share: float = 0.7, threshold: float = 0.8) -> KeepRule:
-    """FlashVID with its relevance term replaced (`relevance`, see flashvid_relevance) and/or its saliency set to one
-    (`use_saliency=False`, also in TSTM's tree ranking). `saliency(idx, video_embeds) -> (B, N)` as flashvid_rule."""
+                          selected_share: float = 0.7, threshold: float = 0.8, first_pick: str = "isolated") -> KeepRule:
+    """FlashVID with its relevance term replaced (`relevance`, see flashvid_relevance), its saliency set to one
+    (`use_saliency=False`, also in TSTM's tree ranking) and/or ADTS's first pick changed (`first_pick`).
+    `saliency(idx, video_embeds) -> (B, N)` as flashvid_rule."""
     return merging_rule(grid, retention, lambda tokens, s, k: flashvid_variant_heads(
-        tokens, grid, s, k, relevance, use_saliency, selected_share, threshold), saliency)
+        tokens, grid, s, k, relevance, use_saliency, selected_share, threshold, first_pick), saliency)
 
 
 # ---- VisionZip: dominant tokens chosen by another score ----------------------------------------------------------
@@ -212,6 +216,8 @@ def peer_rules(ctx: MethodContext, retention: float, settings: MethodSettings) -
             flashvid_variant_rule(grid, retention, siglip, "released_v2", **flash),
         ("FlashVID", "saliency uniform"): flashvid_variant_rule(grid, retention, siglip, "video_mean", False, **flash),
         ("FlashVID", "saliency and relevance uniform"): flashvid_variant_rule(grid, retention, siglip, "uniform", False, **flash),
+        ("FlashVID", "first ADTS pick of largest weight (the kit's earlier reading)"):
+            flashvid_variant_rule(grid, retention, siglip, first_pick="weight", **flash),
         ("VisionZip", "original"): registry.build("visionzip", ctx, retention, s),
         ("VisionZip", "dominant by least SigLIP attention"): visionzip_variant_rule(retention, negated(siglip), s.visionzip_dominant_share),
         ("VisionZip", "dominant at random"): visionzip_variant_rule(retention, seeded_random_scores(s.seed), s.visionzip_dominant_share),

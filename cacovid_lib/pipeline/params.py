@@ -293,9 +293,11 @@ class AuditParams:
     """size of the top sets compared (10% of the 288 video tokens)"""
     seed: int = 0
     """which test items are sampled"""
+    peer_ratios: list[float] = field(default_factory=lambda: [0.1, 0.05])
+    """retention ratios of the peers' step ablations (FlashVID, VisionZip, VidCom²) on the validation split"""
 
     def __post_init__(self):
-        check_ranges(self, num_items=COUNT, top_k=COUNT, seed=SEED)
+        check_ranges(self, num_items=COUNT, top_k=COUNT, seed=SEED, peer_ratios=RATIO)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from cacovid_lib.compare.evaluation import predict
 from cacovid_lib.compare.intervals import accuracy_with_interval
 from cacovid_lib.data.schema import asked_objects, asked_token_mask
 from cacovid_lib.method.policy import CompressionPolicy
-from cacovid_lib.method.selection import RELEASE_RULE, SelectionRule
+from cacovid_lib.method.selection import SelectionRule
 from cacovid_lib.method.supervised import train_supervised_policy
 from cacovid_lib.stages.policy_training import PolicyTask
 

@@ -52,6 +52,10 @@ SECTIONS = [
      "analytic prefill FLOPs for LLaVA-OneVision-7B at 32 frames."),
     ("Contribution vs attention", "tables/audit.md", "figures/audit_heatmaps.png",
      "How well each score ranks the tokens by their measured contribution to the correct answer."),
+    ("Why three peers fall below random here", "tables/peer_ablations.csv", None,
+     "FlashVID, VisionZip and VidCom², each with its suspected step ablated, beside random, on the validation split: "
+     "accuracy with its 95% interval and the asked-object coverage (compare/peer_diagnosis.py; the verdicts: "
+     "docs/baselines.md). How each score ranks the asked object's tokens: tables/peer_geometry.csv."),
     ("Ablations", "tables/ablations.md", "figures/ablations.png",
      "Short policy runs that differ from the base recipe in one setting each, scored on the validation split."),
 ]
