@@ -93,7 +93,7 @@ save_csv(coverage_table(test, runs).round(4), f"{tables_dir}/coverage.csv")
 # prompt with the kept tokens, as generation does it (FastV: every token through its first layers, then the kept
 # ones). Our FastV and temporal merge re-run the whole LLM (eager attention) for their attention scores, and
 # VisionZip re-runs the vision encoder; fused implementations get these from the forward they are part of.
-
+#
 # Then the analytic prefill FLOPs of LLaVA-OneVision-7B (Qwen2-7B) at `flops_frames` frames: FastV's FLOPs count
 # adapted to grouped-query attention and SwiGLU (cacovid_lib/compare/efficiency.py); "with policy" adds CaCoVID's one
 # policy layer over the full prompt.

@@ -131,7 +131,7 @@ def test_rule_search_changes_one_field_at_a_time_and_keeps_the_best(tiny_vlm, te
     rule, tried = rule_search(tiny_vlm, policies, test_split, embeds, [0.25, 0.1], candidates)
     assert tried.iloc[0][["imp_ratio", "cap_multiple", "allocation"]].tolist() == [0.5, 1.5, "per_frame"]  # the release first
     assert len(tried) == 4 and tried["chosen"].sum() == 1  # release, imp 1.0, no cap, global: each rule scored once
-    assert tried["val_mean"].tolist() == pytest.approx(tried[["val_0.25", "val_0.1"]].mean(1).tolist())
+    assert tried["val_mean"].tolist() == pytest.approx(tried[["val_0.25", "val_0.1"]].mean(axis=1).tolist())
     chosen = tried[tried["chosen"]].iloc[0]
     assert chosen["val_mean"] == tried["val_mean"].max() or chosen["val_mean"] >= tried.iloc[0]["val_mean"]
     assert rule == chosen_rule(chosen.to_dict())

@@ -170,7 +170,7 @@ def test_policy_upper_bound(smoke):
     table = pd.read_csv(smoke.file("reports/tables/policy_upper_bound.csv"))
     assert len(table) == len(names) * 2
     loss = pd.read_csv(smoke.file("reports/tables/selection_loss.csv"))  # where the asked object is lost, per step
-    assert len(loss) == len(names) * 2 and np.allclose(loss[list(STEPS)].sum(1), 1, atol=5e-4) and (loss["questions"] > 0).all()
+    assert len(loss) == len(names) * 2 and np.allclose(loss[list(STEPS)].sum(axis=1), 1, atol=5e-4) and (loss["questions"] > 0).all()
     drawn_png(smoke.file("reports/figures/selection_loss.png"))
     losses = pd.read_csv(smoke.file("reports/plots/policy_upper_bound_loss.csv"))
     assert sorted(losses["target"].unique()) == ["asked", "objects"] and len(losses) == 2 * 4

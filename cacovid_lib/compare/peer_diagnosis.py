@@ -69,7 +69,7 @@ def flashvid_relevance(video_tokens: torch.Tensor, grid, mode: str = "video_mean
         raise KitInputError(f"relevance: {mode!r} is not one of {', '.join(RELEVANCE_MODES)}")
     n = video_tokens.shape[0]
     if mode == "uniform":
-        return torch.ones(n)
+        return torch.ones(n, device="cpu")  # relevance is returned on the CPU, as the other readings
     if mode == "video_mean":
         return ((1 + cosine_matrix(video_tokens, video_tokens.float().mean(0, keepdim=True))[:, 0]) / 2).cpu()
     t, h, w = grid
@@ -88,9 +88,9 @@ def flashvid_variant_heads(video_tokens: torch.Tensor, grid, saliency: torch.Ten
     first_pick="isolated" it is flashvid_heads itself (the test checks it)."""
     t, h, w = grid
     hw = h * w
-    saliency = saliency.float().cpu() if use_saliency else torch.ones(t * hw)  # (N,)
+    saliency = saliency.float().cpu() if use_saliency else torch.ones(t * hw, device="cpu")  # (N,) ADTS works on the CPU
     k_selected = round(selected_share * k)
-    per_frame = split_budget(k_selected, torch.ones(t), torch.full((t,), hw))  # (t,) counts, as flashvid_heads
+    per_frame = split_budget(k_selected, torch.ones(t, device="cpu"), torch.full((t,), hw, device="cpu"))  # CPU counts
     rel = flashvid_relevance(video_tokens, grid, relevance)  # (N,)
     frames = video_tokens.view(t, hw, -1)
     selected = torch.cat([adts_select(frames[f], saliency[f * hw:(f + 1) * hw], rel[f * hw:(f + 1) * hw], c, first_pick)
@@ -165,7 +165,7 @@ def vidcom2_variant_select(video_tokens: torch.Tensor, grid, k: int, temperature
         raise KitInputError(f"token_score: {token_score!r} is not one of {', '.join(VIDCOM2_TOKEN_SCORES)}")
     t, h, w = grid
     hw = h * w
-    caps = torch.full((t,), hw)
+    caps = torch.full((t,), hw, device="cpu")  # (t,) the budgets are CPU bookkeeping
     if token_score == "released":
         low_is_unique, frame_unique = released_vidcom2_scores(video_tokens, grid)
         score = -low_is_unique  # (t, hw) high = unique
@@ -178,8 +178,8 @@ def vidcom2_variant_select(video_tokens: torch.Tensor, grid, k: int, temperature
         else:
             score = torch.from_numpy(np.random.default_rng(seed_key).random((t, hw))).float()
     if uniform_frames:
-        counts = split_budget(k, torch.ones(t), caps)
-    keep = torch.zeros(t, hw, dtype=torch.bool)
+        counts = split_budget(k, torch.ones(t, device="cpu"), caps)  # CPU bookkeeping
+    keep = torch.zeros(t, hw, dtype=torch.bool, device="cpu")  # the per-frame loop's bookkeeping, on the CPU
     for frame, c in enumerate(counts.tolist()):
         keep[frame, score[frame].topk(c).indices] = True
     return keep.flatten()
